@@ -1,0 +1,225 @@
+"""The `loom` command: dev, replay, process, status, reprocess, topics, migrate."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from loom_assets.settings import settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# SPEC §4.1: 3 partitions; retention by topic (days). Error topics keep a week.
+TOPIC_RETENTION_DAYS = {
+    "device.network.wifi.raw": 7,
+    "os.events.app_lifecycle.raw": 30,
+    "device.sensor.power.raw": 30,
+    "device.state.power.raw": 30,
+    "device.sensor.gps.raw": 30,
+}
+ERROR_TOPIC_RETENTION_DAYS = 7
+DEFAULT_PARTITIONS = 3
+
+
+def _defs():
+    from loom_assets import definitions
+
+    return definitions
+
+
+def _instance():
+    """The Dagster instance: DAGSTER_HOME if set, else the local one under .loom/dagster."""
+    from dagster import DagsterInstance
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = settings().home / "dagster"
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
+
+
+def _flows(name: str | None):
+    definitions = _defs()
+    return [definitions.flow_named(name)] if name else list(definitions.FLOWS)
+
+
+def _die(message: str) -> None:
+    click.echo(click.style(message, fg="red"), err=True)
+    sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """Loom: personal device data → enriched, queryable time-series, on Dagster."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending sql/ migrations to DATABASE_URL."""
+    from loom_assets.resources.warehouse import apply_migrations
+
+    if not settings().database_url:
+        _die("DATABASE_URL is not set")
+    applied = apply_migrations(settings().database_url)
+    click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+@main.group()
+def topics() -> None:
+    """Kafka topics."""
+
+
+def topic_specs() -> dict[str, tuple[int, dict[str, str]]]:
+    day_ms = 24 * 3600 * 1000
+    specs = {}
+    for flow in _defs().FLOWS:
+        for topic in flow.topics:
+            days = TOPIC_RETENTION_DAYS.get(topic, 30)
+            specs[topic] = (DEFAULT_PARTITIONS, {"retention.ms": str(days * day_ms), "max.message.bytes": str(64 * 1024 * 1024)})
+        specs[flow.error_topic] = (
+            DEFAULT_PARTITIONS,
+            {"retention.ms": str(ERROR_TOPIC_RETENTION_DAYS * day_ms), "max.message.bytes": str(64 * 1024 * 1024)},
+        )
+    return specs
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create every raw and error topic the flows use (missing ones only)."""
+    created = _defs().resources()["kafka"].create_topics(topic_specs())
+    click.echo(f"created {len(created)} topic(s){': ' + ', '.join(created) if created else ''}")
+
+
+@main.command()
+@click.option("--flow", "flow_name", help="Only this flow.")
+@click.option("--through-now", is_flag=True, help="Also plan and run the window in progress.")
+@click.option("--max-rounds", default=20, show_default=True, help="Stop after this many plan/run rounds.")
+def process(flow_name: str | None, through_now: bool, max_rounds: int) -> None:
+    """Plan closed windows and run them in-process until caught up (headless; exits 1 on failure)."""
+    from loom_assets.processing import process_until_caught_up
+
+    ok = process_until_caught_up(_instance(), _flows(flow_name), through_now=through_now, max_rounds=max_rounds,
+                                 echo=click.echo)
+    if not ok:
+        _die("some runs failed (see the Dagster run logs)")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Per flow: watermarks, consumer lag, last landed window, rows per table, errors."""
+    from loom_assets.processing import flow_status
+
+    report = [flow_status(_instance(), flow) for flow in _flows(None)]
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    for item in report:
+        click.echo(click.style(item["flow"], bold=True) + f"  window {item['window']}")
+        click.echo(f"  last planned {item['last_planned']}   last landed {item['last_landed']}   lag {item['lag']}")
+        for tp, marks in item["partitions"].items():
+            click.echo(f"  {tp:40s} low {marks['low']:>8} high {marks['high']:>8} committed {marks['committed']}")
+        for table, rows in item["tables"].items():
+            click.echo(f"  {table:40s} {rows:>10} rows")
+        click.echo(f"  errors: {item['errors']}")
+
+
+@main.command()
+@click.option("--flow", "flow_name", required=True)
+@click.option("--since", required=True, help="ISO date or time (UTC).")
+@click.option("--submit", is_flag=True, help="Queue the chunks as runs for the daemon instead of running them here.")
+def reprocess(flow_name: str, since: str, submit: bool) -> None:
+    """Re-run windows whose materialization has an older code version, in chunks."""
+    from loom_assets.processing import reprocess_flow
+
+    since_at = datetime.fromisoformat(since).replace(tzinfo=UTC) if "+" not in since else datetime.fromisoformat(since)
+    ok = reprocess_flow(_instance(), _defs().flow_named(flow_name), since_at, submit=submit, echo=click.echo)
+    if not ok:
+        _die("some reprocessing runs failed")
+
+
+@main.command()
+@click.option("--demo", is_flag=True, required=True, help="Synthetic device events (the only source today).")
+@click.option("--minutes", default=30.0, show_default=True, help="Minutes of event time to produce.")
+@click.option("--speed", type=float, default=None, help="Event-time seconds per wall second (default: as fast as possible).")
+@click.option("--devices", default=2, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def replay(demo: bool, minutes: float, speed: float | None, devices: int, seed: int) -> None:
+    """Produce realistic device events for every raw topic, in the real wire formats."""
+    from loom_assets import demo as demo_events
+
+    kafka = _defs().resources()["kafka"]
+    kafka.create_topics(topic_specs())
+    start = datetime.now(UTC) if speed else datetime.now(UTC).replace(microsecond=0) - _minutes(minutes)
+    messages = demo_events.demo_messages(start, minutes, devices=devices, seed=seed)
+    count = demo_events.replay(kafka.producer(), messages, speed)
+    click.echo(f"produced {count} messages")
+
+
+def _minutes(minutes: float):
+    from datetime import timedelta
+
+    return timedelta(minutes=minutes)
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+@click.option("--no-demo", is_flag=True, help="Do not start the demo producer.")
+def dev(port: int, no_demo: bool) -> None:
+    """Run Loom on embedded defaults: PostgreSQL, Kafka, Dagster UI + daemon, demo producer."""
+    from loom_assets.embedded import services
+
+    config = settings()
+    config.home.mkdir(parents=True, exist_ok=True)
+    stack = services.start_dev_services(config)
+    os.environ.update(stack.environment)
+    click.echo(f"PostgreSQL: {stack.environment['DATABASE_URL']}")
+    click.echo(f"Kafka:      {stack.environment['KAFKA_BOOTSTRAP_SERVERS']} ({stack.broker_kind})")
+    from loom_assets.resources.warehouse import apply_migrations
+
+    apply_migrations(stack.environment["DATABASE_URL"])
+    created = _defs().resources()["kafka"].create_topics(topic_specs())
+    click.echo(f"migrations applied; {len(created)} topic(s) created")
+    _instance()
+    if not no_demo:
+        threading.Thread(target=_demo_forever, daemon=True).start()
+    click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
+    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
+               "-w", str(PROJECT_ROOT / "workspace.yaml")]
+    # `dagster dev` ignores SIGINT if it inherits it ignored: reset it for the child.
+    child = subprocess.Popen(command, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    finally:
+        stack.stop()
+
+
+def _demo_forever() -> None:
+    """The demo producer of `loom dev`: real-time synthetic events, an hour at a time."""
+    from loom_assets import demo as demo_events
+
+    kafka = _defs().resources()["kafka"]
+    seed = 0
+    while True:
+        messages = demo_events.demo_messages(datetime.now(UTC), 60, devices=2, seed=seed)
+        demo_events.replay(kafka.producer(), messages, speed=1.0, progress=False)
+        seed += 1
+
+
+if __name__ == "__main__":
+    main()

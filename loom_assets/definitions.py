@@ -1,0 +1,33 @@
+"""The one Definitions object: every flow, sensor, check, schedule and resource."""
+
+from dagster import Definitions
+
+from loom_assets.flows import app_lifecycle, location, network_events, power_state
+from loom_assets.housekeeping import housekeeping_job, housekeeping_schedule
+from loom_assets.resources.kafka import KafkaResource
+from loom_assets.resources.warehouse import HypertableIOManager, Warehouse
+from loom_assets.sensors.kafka_windows import window_sensor
+from loom_assets.sensors.reprocessing import reprocess_schedule
+
+FLOWS = (app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW, location.FLOW)
+
+
+def flow_named(name: str):
+    for flow in FLOWS:
+        if flow.name == name:
+            return flow
+    raise KeyError(f"no flow {name!r}; flows: {', '.join(f.name for f in FLOWS)}")
+
+
+def resources() -> dict:
+    """Resources read KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL when used, not at import."""
+    return {"kafka": KafkaResource(), "warehouse": Warehouse(), "io_manager": HypertableIOManager()}
+
+
+defs = Definitions(
+    assets=[a for flow in FLOWS for a in flow.assets],
+    jobs=[flow.job for flow in FLOWS] + [housekeeping_job],
+    sensors=[window_sensor(flow) for flow in FLOWS],
+    schedules=[housekeeping_schedule, reprocess_schedule(FLOWS)],
+    resources=resources(),
+)

@@ -1,0 +1,264 @@
+"""The Loom v2 wire formats: the message envelope and versioned payload models per topic.
+
+Two envelopes reach Kafka (SPEC §2): the flat REST envelope, whose payload fields sit beside
+`device_id` and `recorded_at`, and the nested envelope of the unified route and fetchers,
+whose payload is under `data`. `decode` reads both into one `Message`.
+
+Payload models are versioned by major version: a v1.x reader accepts v1.y (unknown fields are
+ignored, new optional fields default), and a major version nobody registered is an error
+record, not a crash.
+"""
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENVELOPE_COLUMNS = (
+    "device_id",
+    "recorded_at",
+    "received_at",
+    "schema_version",
+    "message_id",
+    "trace_id",
+)
+
+
+class InvalidMessage(Exception):
+    """A record that cannot become a row. `error_type` is a stable, countable label."""
+
+    def __init__(self, error_type: str, message: str):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class Payload(BaseModel):
+    """Base of every payload model: minor versions read each other, so extra fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    metadata: dict[str, Any] | None = None
+
+
+# -- os.events.app_lifecycle.raw (SPEC §3) --------------------------------------------------
+class AppLifecycleV1(Payload):
+    app_identifier: str = Field(min_length=1)
+    app_name: str | None = None
+    event_type: Literal["launch", "foreground", "background", "terminate", "crash"]
+    duration_seconds: float | None = Field(default=None, ge=0)
+
+    @field_validator("event_type", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+# -- device.sensor.power.raw and device.state.power.raw (SPEC §3, §1.10) ----------------------
+class PowerReadingV1(Payload):
+    battery_level: float = Field(ge=0, le=100)
+    is_charging: bool
+    power_source: str | None = None
+    lid_closed: bool | None = None
+    thermal_state: Literal["nominal", "fair", "serious", "critical"] | None = None
+
+
+# -- device.network.wifi.raw (SPEC §3, §1.11) -------------------------------------------------
+class WifiReadingV1(Payload):
+    ssid: str | None = None
+    bssid: str | None = None
+    signal_strength: int | None = None
+    frequency: float | None = None
+    channel: int | None = None
+    security: str | None = None  # `security_type` on some senders: see _FIELD_ALIASES
+    connected: bool = False
+    ip_address: str | None = None
+
+
+# -- device.sensor.gps.raw (SPEC §3) ----------------------------------------------------------
+class GpsFixV1(Payload):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    altitude: float | None = None
+    accuracy: float | None = Field(default=None, ge=0)
+    heading: float | None = None
+    speed: float | None = None
+
+
+# topic -> {major version -> model}
+PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
+    "os.events.app_lifecycle.raw": {1: AppLifecycleV1},
+    "device.sensor.power.raw": {1: PowerReadingV1},
+    "device.state.power.raw": {1: PowerReadingV1},
+    "device.network.wifi.raw": {1: WifiReadingV1},
+    "device.sensor.gps.raw": {1: GpsFixV1},
+}
+
+# Aliases seen on the wire for the same field (SPEC §7.13/§7.14).
+_FIELD_ALIASES = {"security_type": "security", "bearing": "heading"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record as read from the broker (no decoding yet)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: datetime | None
+    headers: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One decoded Kafka record: envelope fields plus the validated payload."""
+
+    device_id: str
+    recorded_at: datetime
+    received_at: datetime | None
+    schema_version: str
+    message_id: str
+    trace_id: str | None
+    payload: Payload
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "recorded_at": self.recorded_at,
+            "received_at": self.received_at,
+            "schema_version": self.schema_version,
+            "message_id": self.message_id,
+            "trace_id": self.trace_id,
+            **self.payload.model_dump(),
+        }
+
+
+_MAJOR = re.compile(r"^v?(\d+)(?:\.\d+)*$")
+
+
+def major_version(schema_version: str) -> int:
+    """`"1.0"`, `"v1"`, `"1.0.0"` and `"1"` are all major version 1 (SPEC §2, §7.13)."""
+    match = _MAJOR.match(schema_version.strip())
+    if not match:
+        raise InvalidMessage("invalid_schema_version", f"schema_version {schema_version!r}")
+    return int(match.group(1))
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 text or epoch seconds/milliseconds → aware UTC; naive times are UTC (SPEC §2.1)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value > 1e11 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    raise ValueError(f"not a time: {value!r}")
+
+
+def payload_model(topic: str, schema_version: str) -> type[Payload]:
+    versions = PAYLOAD_MODELS[topic]
+    major = major_version(schema_version)
+    if major not in versions:
+        raise InvalidMessage(
+            "unsupported_schema_version",
+            f"{topic} has no reader for schema_version {schema_version!r} "
+            f"(major {major}; known: {sorted(versions)})",
+        )
+    return versions[major]
+
+
+def decode(
+    topic: str,
+    value: bytes | None,
+    *,
+    partition: int,
+    offset: int,
+    kafka_timestamp: datetime | None = None,
+    headers: dict[str, bytes] | None = None,
+) -> Message:
+    """Decode one Kafka record of `topic` in either Loom v2 envelope.
+
+    Raises `InvalidMessage` for anything that cannot become a row; the caller keeps the bytes.
+    """
+    if not value:
+        raise InvalidMessage("empty_message", "the record has no value")
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidMessage("malformed_json", str(error)) from None
+    if not isinstance(body, dict):
+        raise InvalidMessage("malformed_envelope", f"expected a JSON object, got {type(body).__name__}")
+
+    nested = isinstance(body.get("data"), dict)
+    fields = dict(body["data"]) if nested else dict(body)
+    for alias, name in _FIELD_ALIASES.items():
+        if alias in fields and name not in fields:
+            fields[name] = fields.pop(alias)
+    if nested and body.get("metadata") and "metadata" not in fields:
+        fields["metadata"] = body["metadata"]
+
+    device_id = body.get("device_id") or fields.get("device_id")
+    if not isinstance(device_id, str) or not device_id.strip():
+        raise InvalidMessage("missing_device_id", "device_id is missing or not a string")
+
+    schema_version = str(body.get("schema_version") or "1.0")
+    model = payload_model(topic, schema_version)
+
+    try:
+        received_at = parse_time(body.get("timestamp"))
+        recorded_at = (
+            parse_time(fields.get("recorded_at") or body.get("recorded_at"))
+            or parse_time(fields.get("timestamp"))
+            or received_at
+            or kafka_timestamp
+        )
+    except ValueError as error:
+        raise InvalidMessage("invalid_timestamp", str(error)) from None
+    if recorded_at is None:
+        raise InvalidMessage("missing_timestamp", "no recorded_at, timestamp or Kafka timestamp")
+
+    try:
+        payload = model.model_validate(fields)
+    except ValidationError as error:
+        raise InvalidMessage("validation_error", _short(error)) from None
+
+    headers = headers or {}
+    trace_id = body.get("trace_id") or _text(headers.get("trace_id"))
+    # The unified route sends no message_id (SPEC §2.2): derive one from the record's place in
+    # the log, so a re-run produces the same id.
+    message_id = body.get("message_id") or fields.get("message_id") or str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"kafka://{topic}/{partition}/{offset}")
+    )
+    return Message(
+        device_id=device_id,
+        recorded_at=recorded_at,
+        received_at=received_at,
+        schema_version=schema_version,
+        message_id=str(message_id),
+        trace_id=str(trace_id) if trace_id else None,
+        payload=payload,
+    )
+
+
+def payload_columns(topic: str) -> tuple[str, ...]:
+    """Column names of a topic's v1 payload, in model order."""
+    return tuple(PAYLOAD_MODELS[topic][1].model_fields)
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("utf-8", "replace") if value else None
+
+
+def _short(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()[:5]
+    )

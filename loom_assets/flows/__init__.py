@@ -1,0 +1,1 @@
+"""The flows: each module declares one flow's assets as thin wrappers around `stages/`."""

