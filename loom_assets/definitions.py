@@ -9,7 +9,8 @@ from loom_assets.resources.warehouse import HypertableIOManager, Warehouse
 from loom_assets.sensors.kafka_windows import window_sensor
 from loom_assets.sensors.reprocessing import reprocess_schedule
 
-FLOWS = (app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW, location.FLOW)
+# Location first: power patterns and network correlation read its fixes by event time.
+FLOWS = (location.FLOW, app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW)
 
 
 def flow_named(name: str):

@@ -78,7 +78,7 @@ WIFI_INTERVAL_S = 120.0  # SPEC §5.6 mobile default network: 120 s (only while 
 # SPEC §1.3 sizes the flow at 2 ev/s (peak x10). We average 0.5 ev/s per device at full activity
 # (intensity 1.0, see ACTIVITY_INTENSITY), in screen-on bursts of ~0.6 ev/s with quieter gaps.
 APP_EVENTS_PER_S = 0.5
-TIMER_JITTER_S = (-0.4, 1.6)  # periodic client timers fire a little late, rarely early
+TIMER_JITTER_S = (-0.3, 0.7)  # periodic client timers fire a little late, sometimes early
 
 # --------------------------------------------------------------------------------------------
 # Places, people and devices
@@ -541,8 +541,10 @@ P_RETURN_TO_PREVIOUS = 0.35  # ping-pong between two apps
 P_TERMINATE = 0.12  # user swipes away / quits after backgrounding
 P_CRASH = 0.01  # per foreground session (brief: ~1 %)
 MAX_RUNNING = {"phone": 6, "laptop": 12}  # the OS (phone) or the user (laptop) drops the oldest
-FOREGROUND_MEDIAN_S = {"phone": 2.2, "laptop": 1.6}  # lognormal dwell, heavy tail
-FOREGROUND_SIGMA = 1.0
+# Time in the foreground: lognormal, median 1 s with a heavy tail (10 % over 4.7 s, 1 % over
+# 16 s), so a burst runs at ~0.8 ev/s and quiet gaps bring the average down to the target.
+FOREGROUND_MEDIAN_S = {"phone": 1.0, "laptop": 1.0}
+FOREGROUND_SIGMA = 1.2
 BURST_MEDIAN_S = {"phone": 45.0, "laptop": 240.0}  # screen-on / at-keyboard spells
 BURST_SIGMA = 0.8
 
@@ -826,7 +828,11 @@ def _mac(rng: random.Random, oui: str) -> str:
 def _networks(seed: int, person: int) -> dict[str, Network]:
     rng = random.Random(f"loom-demo-wifi:{seed}:{person}")
     home_ap = _mac(rng, "a4:2b:b0")
-    hotspot = "Pixel_7823" if person == 0 else f"Pixel_{rng.randrange(1000, 9999)}"
+    phone_kind = DEVICE_KINDS[(2 * person) % len(DEVICE_KINDS)]
+    if phone_kind == "iphone":
+        hotspot = "Sam\u2019s iPhone"  # iOS names the hotspot after the device
+    else:
+        hotspot = "Pixel_7823" if person == 0 else f"Pixel_{rng.randrange(1000, 9999)}"
     return {
         "home": Network(f"Valencia-{rng.randrange(10, 99)}", "WPA2",
                         (home_ap, home_ap[:-1] + f"{int(home_ap[-1], 16) ^ 1:x}"), (5180, 2437), "192.168.1.", (-52, 6)),
@@ -909,7 +915,7 @@ def wifi_stream(device, plan, seed, start, end) -> Iterator[DemoMessage]:
 # ---- gps -------------------------------------------------------------------------------------
 
 GPS_ACCURACY_M = (5.0, 30.0)  # brief: accuracy 5-30 m
-OUTDOOR_ACCURACY_M = (4.0, 12.0)
+OUTDOOR_ACCURACY_M = (5.0, 12.0)  # open sky
 
 
 def gps_stream(device, plan, seed, start, end) -> Iterator[DemoMessage]:

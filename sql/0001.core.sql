@@ -30,12 +30,17 @@ CREATE OR REPLACE FUNCTION loom_create_timeseries(
     retention      interval DEFAULT interval '30 days',
     compress_after interval DEFAULT interval '7 days',
     chunk_interval interval DEFAULT interval '1 day',
-    segment_by     text DEFAULT 'device_id',
-    versioned      boolean DEFAULT false
+    segment_by     text DEFAULT 'device_id'
 ) RETURNS text LANGUAGE plpgsql AS $fn$
 DECLARE
     storage text;
+    versioned boolean := columns ~ '\mmodel_version\M';
 BEGIN
+    IF versioned THEN
+        -- Outputs of rules and models keep every version side by side (reprocessing);
+        -- processed_at says which version was written last.
+        columns := columns || ', processed_at timestamptz NOT NULL DEFAULT now()';
+    END IF;
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
         storage := 'hypertable';
         EXECUTE format('CREATE TABLE %I (%s)', table_name, columns);

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from loom_assets.embedded.kafka import start_local_broker
-from loom_assets.embedded.postgres import create_database, drop_database, start_postgres
+from loom_assets.embedded.postgres import create_database, start_postgres
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CACHE = PROJECT_ROOT / ".loom" / "cache"
@@ -87,5 +87,5 @@ def loom_env(kafka_broker, postgres, tmp_path, monkeypatch):
     monkeypatch.setenv("LOOM_HOME", str(tmp_path / "loom"))
     monkeypatch.setenv("LOOM_WINDOW_GRACE_SECONDS", "0")
     recreate_topics(kafka_broker.bootstrap_servers, topic_specs())
-    yield {"database_url": url, "bootstrap": kafka_broker.bootstrap_servers, "dagster_home": dagster_home}
-    drop_database(postgres.uri, name)
+    # Databases are left in the session's temporary cluster: it is removed as a whole.
+    return {"database_url": url, "bootstrap": kafka_broker.bootstrap_servers, "dagster_home": dagster_home}

@@ -9,6 +9,7 @@ the repository so only the first run pays for them.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -51,11 +52,19 @@ def tansu_broker(tmp_path: Path):
 
 
 @pytest.fixture
-def postgres(tmp_path: Path):
-    """A fresh embedded PostgreSQL 18 server with its cluster under tmp_path."""
-    server = start_postgres(tmp_path / "pg")
+def postgres():
+    """A fresh embedded PostgreSQL 18 server in its own temporary directory.
+
+    Not under pytest's ``tmp_path``: as root the server runs as the
+    ``embedded_postgres`` user, which must traverse every parent folder, and
+    pytest resets ``/tmp/pytest-of-root`` to mode 0700 whenever a pytest
+    session starts.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="loom-pg-"))
+    server = start_postgres(data_dir)
     yield server
     server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -152,6 +161,16 @@ def test_tansu_smoke(tansu_broker: KafkaBroker):
         consumer.close()
 
 
+def test_auto_falls_back_to_tansu_without_java(tmp_path: Path, monkeypatch, caplog):
+    """Without Java, start_local_broker picks Tansu and warns loudly about its limits."""
+    import loom_assets.embedded.kafka as kafka
+
+    monkeypatch.setattr(kafka, "java_available", lambda: False)
+    with start_local_broker(tmp_path / "auto") as broker:
+        assert broker.kind == "tansu"
+    assert "IN MEMORY" in caplog.text and "offsets_for_times" in caplog.text
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -171,7 +190,11 @@ def test_embedded_postgres_select_and_pgvector(postgres):
 
 
 def test_timescale_hypertable_compression_and_retention(timescale):
-    """TimescaleDB in PGlite: hypertable, compression settings, and both policies."""
+    """TimescaleDB in PGlite: hypertable, compression settings, and both policies.
+
+    All of these work.  Policies are only registered: PGlite runs no background
+    workers, so a test that needs one to act calls ``CALL run_job(<id>)``.
+    """
     with psycopg.connect(timescale.uri, autocommit=True, connect_timeout=10) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         conn.execute("CREATE TABLE t (ts timestamptz NOT NULL, v int)")
@@ -186,3 +209,5 @@ def test_timescale_hypertable_compression_and_retention(timescale):
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (200,)
         chunks = conn.execute("SELECT count(*) FROM show_chunks('t')").fetchone()[0]
         assert chunks >= 1
+        conn.execute("CALL run_job(%s)", (compression_job,))  # nothing old enough yet: no-op
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (200,)

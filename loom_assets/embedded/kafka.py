@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -27,7 +29,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Iterator, Literal
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,25 @@ TANSU_WARNING = (
 )
 
 Prefer = Literal["auto", "apache", "tansu"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing).
+
+    Guards one-time downloads (Maven, npm) against concurrent test processes
+    that would otherwise delete or half-write each other's cache.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- ports
@@ -360,6 +381,12 @@ def ensure_kafka_libs(libs_dir: Path | None = None) -> Path:
     pom is present, so later starts need neither ``mvn`` nor the network.
     """
     libs_dir = Path(libs_dir) if libs_dir is not None else DEFAULT_LIBS_DIR
+    with file_lock(libs_dir.parent / f".{libs_dir.name}.lock"):
+        return _resolve_libs(libs_dir)
+
+
+def _resolve_libs(libs_dir: Path) -> Path:
+    """Run Maven into ``libs_dir`` unless a complete copy for this pom is there."""
     marker = libs_dir / ".resolved"
     digest = _pom_digest()
     if marker.exists() and marker.read_text().strip() == digest and any(libs_dir.glob("kafka_2.13-*.jar")):

