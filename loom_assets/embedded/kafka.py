@@ -449,7 +449,10 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "num.network.threads=2",
         "num.io.threads=4",
         "log.retention.hours=168",
-        "log.segment.bytes=67108864",
+        "log.segment.bytes=134217728",
+        # Images and audio arrive as base64 text: allow records up to 64 MiB, so an oversized
+        # one reaches Loom and becomes an error row rather than a producer failure.
+        "message.max.bytes=67108864",
         "",
     ])
 

@@ -200,7 +200,7 @@ def _next_session(current: _Session | None, event: dict, max_session: pd.Timedel
     - open event, a session open longer than `max_session`: that one is abandoned, a new one
       opens (`previous_abandoned`).
     - open event otherwise: a new session opens.
-    - close event, the open session is younger than the close by at most `max_session`: it closes,
+    - close event at most `max_session` after the open: the session closes,
       foreground_seconds = close - open.
     - close event earlier than the open (clock skew, late delivery): it closes,
       foreground_seconds NaN rather than negative (`clock_skew`).
@@ -271,7 +271,8 @@ def _carried_sessions(open_sessions: pd.DataFrame | None) -> dict[tuple[str, str
     """Session state per (device_id, app_identifier) from the last enriched row of earlier windows."""
     if open_sessions is None or open_sessions.empty:
         return {}
-    needed = ("device_id", "app_identifier", "recorded_at", "session_id", "session_start", "session_end", "session_open")
+    needed = ("device_id", "app_identifier", "recorded_at", "session_id", "session_start", "session_end",
+              "session_open")
     carry = _with_columns(open_sessions, needed)
     carry = carry.assign(**{c: _utc(carry[c]) for c in ("recorded_at", "session_start", "session_end")})
     carry = carry.sort_values("recorded_at").groupby(["device_id", "app_identifier"]).tail(1)

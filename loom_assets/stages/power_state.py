@@ -430,7 +430,7 @@ def _charging_locations(starts: pd.Series, fixes: pd.DataFrame, rules: PowerRule
     if matched.empty:
         return []
     decimals = rules.location_decimals
-    places = matched.assign(latitude=matched["latitude"].round(decimals), longitude=matched["longitude"].round(decimals))
+    places = matched.round({"latitude": decimals, "longitude": decimals})
     counts = places.groupby(["latitude", "longitude"]).size().sort_index()
     total, top = int(counts.sum()), int(counts.max())
     return [

@@ -245,7 +245,7 @@ def test_empty_input_gives_the_output_columns(categories, frame):
     out = enrich(frame, pd.DataFrame(), categories)
     assert out.empty
     assert list(out.columns) == list(OUTPUT_COLUMNS["app_lifecycle_enriched"])
-    assert {c: str(t) for c, t in out.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype) for c, t in ENRICHED_DTYPES.items()}
+    assert out.dtypes.astype(str).to_dict() == {c: str(pd.Series(dtype=t).dtype) for c, t in ENRICHED_DTYPES.items()}
 
 
 def test_lineage_columns_are_kept(categories):

@@ -128,7 +128,7 @@ def test_empty_readings_give_the_output_columns(frame):
     out = enrich(frame, RULES)
     assert out.empty
     assert list(out.columns) == list(OUTPUT_COLUMNS["network_events_enriched"])
-    assert {c: str(t) for c, t in out.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype) for c, t in ENRICHED_DTYPES.items()}
+    assert out.dtypes.astype(str).to_dict() == {c: str(pd.Series(dtype=t).dtype) for c, t in ENRICHED_DTYPES.items()}
 
 
 # -- location correlation ---------------------------------------------------------------------------------
@@ -184,4 +184,4 @@ def test_no_match_gives_the_output_columns(enriched_specs, fix_specs):
     out = location_correlated(enriched, fix_frame)
     assert out.empty
     assert list(out.columns) == list(OUTPUT_COLUMNS["network_events_location_correlated"])
-    assert {c: str(t) for c, t in out.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype) for c, t in CORRELATED_DTYPES.items()}
+    assert out.dtypes.astype(str).to_dict() == {c: str(pd.Series(dtype=t).dtype) for c, t in CORRELATED_DTYPES.items()}

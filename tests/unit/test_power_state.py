@@ -199,7 +199,7 @@ def test_empty_readings_give_the_output_columns(frame):
     out = enrich(frame, pd.DataFrame(), RULES)
     assert out.empty
     assert list(out.columns) == list(OUTPUT_COLUMNS["power_state_enriched"])
-    assert {c: str(t) for c, t in out.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype) for c, t in ENRICHED_DTYPES.items()}
+    assert out.dtypes.astype(str).to_dict() == {c: str(pd.Series(dtype=t).dtype) for c, t in ENRICHED_DTYPES.items()}
 
 
 # -- patterns ---------------------------------------------------------------------------------------
@@ -222,7 +222,8 @@ def history_rows(device="phone-1"):
                                  "charging_session_start": start, "power_consumption_rate_pct_per_h": math.nan})
                 else:
                     drain = (20.0 if hour == 12 else 5.0) * (1 + 0.1 * day)
-                    rows.append({"device_id": device, "recorded_at": t, "battery_level": 90.0 - (minute % 30) * drain / 60,
+                    level = 90.0 - (minute % 30) * drain / 60
+                    rows.append({"device_id": device, "recorded_at": t, "battery_level": level,
                                  "on_external_power": False, "charging_session_id": None,
                                  "charging_session_start": pd.NaT, "power_consumption_rate_pct_per_h": drain})
     return pd.DataFrame(rows)
