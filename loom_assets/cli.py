@@ -214,11 +214,9 @@ def _demo_forever() -> None:
     from loom_assets import demo as demo_events
 
     kafka = _defs().resources()["kafka"]
-    seed = 0
-    while True:
-        messages = demo_events.demo_messages(datetime.now(UTC), 60, devices=2, seed=seed)
+    while True:  # same seed: the same devices every hour, a new hour of their day each time
+        messages = demo_events.demo_messages(datetime.now(UTC), 60, devices=2, seed=0)
         demo_events.replay(kafka.producer(), messages, speed=1.0, progress=False)
-        seed += 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,6 @@ defs = Definitions(
     assets=[a for flow in FLOWS for a in flow.assets],
     jobs=[flow.job for flow in FLOWS] + [housekeeping_job],
     sensors=[window_sensor(flow) for flow in FLOWS],
-    schedules=[housekeeping_schedule, reprocess_schedule(FLOWS)],
+    schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages)],
     resources=resources(),
 )

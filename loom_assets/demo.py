@@ -394,7 +394,9 @@ class DayPlan:
         lat, lon = _offset(HOME.lat, HOME.lon, rng.uniform(-900, 900), rng.uniform(-900, 900))
         return Place("home", round(lat, 6), round(lon, 6), HOME.altitude, HOME.accuracy_m)
 
-    def _trip(self, rng, t0, path, activity, a, b) -> Segment:
+    def _trip(
+        self, rng: random.Random, t0: datetime, path: Path, activity: str, a: Place, b: Place
+    ) -> Segment:
         if activity == "drive":
             prof = travel_profile(rng, path.length, DRIVE_SPEED_MPS, (250, 800), (10, 60), 2.0, 2.5)
         else:
@@ -631,7 +633,9 @@ class _AppSimulator:
         return self._leave(t, current, since)
 
 
-def app_lifecycle_stream(device, plan, seed, start, end) -> Iterator[DemoMessage]:
+def app_lifecycle_stream(
+    device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
+) -> Iterator[DemoMessage]:
     """``os.events.app_lifecycle.raw`` (flat REST, SPEC §3): bursts of app switching whose
     long-run average is ``APP_EVENTS_PER_S × intensity`` of the current activity."""
     rng = _stream_rng(seed, device, APP_LIFECYCLE_TOPIC)
@@ -758,10 +762,13 @@ class _Battery:
 BATTERY_WARMUP = timedelta(hours=12)  # simulate before `start` so the level fits the time of day
 
 
-def _battery_readings(device, plan, seed, topic, start, end, interval_s):
+def _battery_readings(
+    device: DemoDevice, plan: DayPlan, seed: int, topic: str, start: datetime, end: datetime,
+    interval_s: float,
+) -> Iterator[tuple[datetime, _Battery, random.Random]]:
     rng = _stream_rng(seed, device, topic)
     battery = _Battery(device, plan, rng)
-    t, prev = start - BATTERY_WARMUP, None
+    prev: datetime | None = None
     for t in _ticks(rng, start - BATTERY_WARMUP, end, interval_s):
         battery.step(t, interval_s if prev is None else (t - prev).total_seconds())
         prev = t
@@ -769,7 +776,9 @@ def _battery_readings(device, plan, seed, topic, start, end, interval_s):
             yield t, battery, rng
 
 
-def mobile_power_stream(device, plan, seed, start, end) -> Iterator[DemoMessage]:
+def mobile_power_stream(
+    device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
+) -> Iterator[DemoMessage]:
     """``device.sensor.power.raw``: flat ``POST /sensor/power`` (SPEC §1.10, §3) every 60 s.
     ``battery_level`` is a float in the model; phones have no lid (``lid_closed: null``)."""
     for t, b, rng in _battery_readings(device, plan, seed, SENSOR_POWER_TOPIC, start, end,
@@ -784,7 +793,9 @@ def mobile_power_stream(device, plan, seed, start, end) -> Iterator[DemoMessage]
         yield rest_message(SENSOR_POWER_TOPIC, device.device_id, t, payload, rng)
 
 
-def laptop_power_stream(device, plan, seed, start, end) -> Iterator[DemoMessage]:
+def laptop_power_stream(
+    device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
+) -> Iterator[DemoMessage]:
     """``device.state.power.raw``: unified ``power_state`` (SPEC §2.2) every 10 s (SPEC §1.10).
     ``data`` holds what the client sends: the DB columns (SPEC §1.10; ``temperature_celsius``
     is the field migration 043 maps to battery_temperature) plus the client's reading time,
@@ -817,17 +828,26 @@ HOTSPOT_AFTER = 0.4  # share of the coffee-shop stay before the laptop tethers t
 
 
 @dataclass(frozen=True)
+class AccessPoint:
+    bssid: str
+    frequency: int  # MHz: 2412… (2.4 GHz) or 5180… (5 GHz)
+
+    @property
+    def channel(self) -> int:
+        f = self.frequency
+        return (f - 2407) // 5 if f < 5000 else (f - 5000) // 5
+
+
+@dataclass(frozen=True)
 class Network:
     ssid: str
     security: str
-    bssids: tuple[str, ...]  # access points (roaming at work)
-    frequencies: tuple[int, ...]  # MHz, one per access point
-    subnet: str  # IPv4 prefix handed out by DHCP
+    access_points: tuple[AccessPoint, ...]  # several at work (roaming)
+    ip_pattern: str  # DHCP range, "{}" = a random octet
     laptop_dbm: tuple[float, float]  # mean and spread of a laptop's RSSI there
 
-
-def _channel(freq: int) -> int:
-    return (freq - 2407) // 5 if freq < 5000 else (freq - 5000) // 5
+    def lease(self, rng: random.Random) -> str:
+        return self.ip_pattern.format(*(rng.randrange(2, 254) for _ in range(self.ip_pattern.count("{}"))))
 
 
 def _mac(rng: random.Random, oui: str) -> str:
@@ -835,23 +855,24 @@ def _mac(rng: random.Random, oui: str) -> str:
 
 
 def _networks(seed: int, person: int) -> dict[str, Network]:
+    """The person's networks: home (dual-band), office (4 APs), coffee shop, phone hotspot."""
     rng = random.Random(f"loom-demo-wifi:{seed}:{person}")
-    home_ap = _mac(rng, "a4:2b:b0")
-    phone_kind = DEVICE_KINDS[(2 * person) % len(DEVICE_KINDS)]
-    if phone_kind == "iphone":
+    home_5ghz = _mac(rng, "a4:2b:b0")
+    home_2ghz = home_5ghz[:-1] + f"{int(home_5ghz[-1], 16) ^ 1:x}"  # the router's other radio
+    office = tuple(AccessPoint(_mac(rng, "70:3a:0e"), f) for f in (5180, 5220, 5745, 5805))
+    if DEVICE_KINDS[(2 * person) % len(DEVICE_KINDS)] == "iphone":
         hotspot = "Sam\u2019s iPhone"  # iOS names the hotspot after the device
     else:
         hotspot = "Pixel_7823" if person == 0 else f"Pixel_{rng.randrange(1000, 9999)}"
     return {
         "home": Network(f"Valencia-{rng.randrange(10, 99)}", "WPA2",
-                        (home_ap, home_ap[:-1] + f"{int(home_ap[-1], 16) ^ 1:x}"), (5180, 2437), "192.168.1.", (-52, 6)),
-        "work": Network("AcmeCorp", "WPA2-Enterprise",
-                        tuple(_mac(rng, "70:3a:0e") for _ in range(4)), (5180, 5220, 5745, 5805),
-                        "10.20.", (-61, 7)),
-        "coffee": Network("Starbucks WiFi", "Open", (_mac(rng, "00:1a:1e"),), (2437,),
-                          "172.31.", (-72, 5)),
-        "hotspot": Network(hotspot, "WPA2", (_mac(rng, "da:a1:19"),), (2412,), "192.168.43.",
-                           (-39, 3)),
+                        (AccessPoint(home_5ghz, 5180), AccessPoint(home_2ghz, 2437)),
+                        "192.168.1.{}", (-52, 6)),
+        "work": Network("AcmeCorp", "WPA2-Enterprise", office, "10.20.{}.{}", (-61, 7)),
+        "coffee": Network("Starbucks WiFi", "Open", (AccessPoint(_mac(rng, "00:1a:1e"), 2437),),
+                          "172.31.{}.{}", (-72, 5)),
+        "hotspot": Network(hotspot, "WPA2", (AccessPoint(_mac(rng, "da:a1:19"), 2412),),
+                           "192.168.43.{}", (-39, 3)),
     }
 
 
@@ -872,42 +893,40 @@ def _network_for(device: DemoDevice, plan: DayPlan, t: datetime) -> tuple[str, i
     return "home", 0
 
 
-def wifi_stream(device, plan, seed, start, end) -> Iterator[DemoMessage]:
+def wifi_stream(
+    device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
+) -> Iterator[DemoMessage]:
     """``device.network.wifi.raw`` (flat, SPEC §3) every 120 s while connected (SPEC §5.6).
     Phones report the constant -50 dBm (SPEC §5.5); the laptop reports a real RSSI. iOS
     cannot read frequency/channel; Android sometimes hides the SSID (``<unknown ssid>``)."""
     rng = _stream_rng(seed, device, WIFI_TOPIC)
     nets = _networks(seed, device.person)
-    host = 20 + device.index * 7 + rng.randrange(5)  # stable DHCP lease at home
-    leases: dict[tuple[str, date], str] = {}
+    leases: dict[tuple[str, date], str] = {}  # a fresh DHCP lease per network and day …
+    home_ip = nets["home"].lease(rng)  # … except at home, where it stays put
     for t in _ticks(rng, start, end, WIFI_INTERVAL_S):
         where = _network_for(device, plan, t)
         if where is None:
             continue
-        key, ap = where
+        key, ap_index = where
         net = nets[key]
-        if key == "work" and rng.random() < 0.12:  # roamed to another access point
-            ap = rng.randrange(len(net.bssids))
-        ap = min(ap, len(net.bssids) - 1)
-        bssid, freq = net.bssids[ap], net.frequencies[min(ap, len(net.frequencies) - 1)]
-        day = t.astimezone(LOCAL_TZ).date()
+        if len(net.access_points) > 2 and rng.random() < 0.12:  # roamed to another AP
+            ap_index = rng.randrange(len(net.access_points))
+        ap = net.access_points[ap_index]
         if key == "home":
-            ip = f"{net.subnet}{host}"
+            ip = home_ip
         else:
-            ip = leases.setdefault((key, day), net.subnet + (
-                f"{rng.randrange(0, 16)}.{rng.randrange(2, 254)}" if net.subnet.count(".") == 2
-                else f"{rng.randrange(2, 254)}"))
-        ssid = net.ssid
+            ip = leases.setdefault((key, t.astimezone(LOCAL_TZ).date()), net.lease(rng))
+        ssid, bssid = net.ssid, ap.bssid
+        frequency: float | None = float(ap.frequency)  # a float in the REST model (SPEC §3)
+        channel: int | None = ap.channel
+        if device.kind == "iphone":  # iOS exposes neither
+            frequency = channel = None
+        elif device.kind == "android" and rng.random() < P_UNKNOWN_SSID:
+            ssid, bssid = UNKNOWN_SSID, ANDROID_PLACEHOLDER_BSSID
         if device.family == "laptop":
             signal = int(round(rng.gauss(*net.laptop_dbm)))
         else:
             signal = MOBILE_SIGNAL_DBM
-        frequency: float | None = float(freq)
-        channel: int | None = _channel(freq)
-        if device.kind == "iphone":
-            frequency = channel = None
-        elif device.kind == "android" and rng.random() < P_UNKNOWN_SSID:
-            ssid, bssid = UNKNOWN_SSID, ANDROID_PLACEHOLDER_BSSID
         payload = {
             "ssid": ssid,
             "bssid": bssid,
@@ -927,7 +946,9 @@ GPS_ACCURACY_M = (5.0, 30.0)  # brief: accuracy 5-30 m
 OUTDOOR_ACCURACY_M = (5.0, 12.0)  # open sky
 
 
-def gps_stream(device, plan, seed, start, end) -> Iterator[DemoMessage]:
+def gps_stream(
+    device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
+) -> Iterator[DemoMessage]:
     """``device.sensor.gps.raw`` (flat, SPEC §3: latitude, longitude, altitude, accuracy,
     heading, speed) every 30 s (SPEC §5.6). Stationary fixes wander within their accuracy."""
     rng = _stream_rng(seed, device, GPS_TOPIC)

@@ -65,7 +65,7 @@ def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submi
         echo(f"{flow.name}: no stale windows since {since:%Y-%m-%d %H:%M}")
         return True
     echo(f"{flow.name}: {sum(c.windows for c in chunks)} stale windows in {len(chunks)} chunk(s)")
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = defs.resolve_job_def(flow.job.name)
     ok = True
     for chunk in tqdm(chunks, desc=f"reprocess {flow.name}", unit="chunk"):
         if submit:

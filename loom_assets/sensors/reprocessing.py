@@ -1,7 +1,7 @@
 """Reprocessing: windows whose last materialization ran an older code version (a new model or
 rules version) are run again, in chunks, never everything at once (DESIGN §3)."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -90,21 +90,21 @@ def _chunk(flow: Flow, windows: Sequence[str], stale: dict[str, set[AssetKey]]) 
     return StaleChunk(flow.name, windows[0], windows[-1], ordered, len(windows))
 
 
-def reprocess_schedule(flows: Sequence[Flow]):
-    """Hourly: launch a few chunks of stale windows within retention (the run queue paces them)."""
+def reprocess_schedule(flow: Flow):
+    """Hourly: launch a few chunks of the flow's stale windows within retention (the run queue,
+    with its `loom/reprocess` limit, paces them behind the live windows)."""
 
-    @schedule(name="reprocess_stale_windows", cron_schedule="17 * * * *", target=[s for f in flows for s in f.stages],
-              description="Re-runs windows computed with an older model or rules version, in chunks.")
-    def _schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest] | SkipReason:
+    @schedule(name=f"{flow.name}_reprocess", cron_schedule="17 * * * *", job=flow.job,
+              description=f"Re-runs {flow.name} windows computed with an older model or rules version, in chunks.")
+    def _schedule(context: ScheduleEvaluationContext):
         since = datetime.now(UTC) - settings().retention
-        requests = []
-        for flow in flows:
-            for chunk in stale_chunks(context.instance, flow, since)[:CHUNKS_PER_TICK]:
-                requests.append(RunRequest(
-                    run_key=f"reprocess:{flow.name}:{chunk.first}:{chunk.last}:{len(chunk.assets)}",
-                    asset_selection=list(chunk.assets),
-                    tags=chunk.tags,
-                ))
-        return requests or SkipReason("no stale windows")
+        chunks = stale_chunks(context.instance, flow, since)[:CHUNKS_PER_TICK]
+        if not chunks:
+            return SkipReason("no stale windows")
+        return [
+            RunRequest(run_key=f"reprocess:{c.first}:{c.last}:{'+'.join(k.path[-1] for k in c.assets)}",
+                       asset_selection=list(c.assets), tags=c.tags)
+            for c in chunks
+        ]
 
     return _schedule

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system packages Loom's embedded services need, when they are missing:
+# a Java 17 runtime and Maven (Apache Kafka, resolved from Maven Central) and Node.js with npm
+# (TimescaleDB compiled to WASM, used by the tests of the hypertable path).
+set -euo pipefail
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn  >/dev/null || missing+=(maven)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm  >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${missing[*]} (install them, or run as root)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
