@@ -193,6 +193,7 @@ def dev(port: int, no_demo: bool) -> None:
     if not no_demo:
         threading.Thread(target=_demo_forever, daemon=True).start()
     click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a plain `kill` also stops the services
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
                "-w", str(PROJECT_ROOT / "workspace.yaml")]
     # `dagster dev` ignores SIGINT if it inherits it ignored: reset it for the child.
@@ -207,6 +208,10 @@ def dev(port: int, no_demo: bool) -> None:
             child.kill()
     finally:
         stack.stop()
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _demo_forever() -> None:

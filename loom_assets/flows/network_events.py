@@ -1,5 +1,8 @@
 """Network events: Wi-Fi readings → network category and signal quality → GPS-correlated."""
 
+import hashlib
+import os
+
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, RetryPolicy
 
@@ -13,14 +16,23 @@ FLOW = Flow(
     description="Wi-Fi networks seen and joined by each device.",
     alert_error_rate=0.01,  # SPEC §1.11: the writer's alert rate is the only one given
 )
-RULES = network_events.NetworkRules()
+# Your own networks (comma-separated SSIDs) beat every pattern.
+RULES = network_events.NetworkRules(
+    home_ssids=frozenset(filter(None, os.environ.get("LOOM_NETWORK_HOME_SSIDS", "").split(","))),
+    work_ssids=frozenset(filter(None, os.environ.get("LOOM_NETWORK_WORK_SSIDS", "").split(","))),
+)
+# Configured SSIDs change the output, so they are part of the rules version (a short digest).
+RULES_VERSION = f"rules{RULES.version}" + (
+    "-" + hashlib.sha1(repr((sorted(RULES.home_ssids), sorted(RULES.work_ssids))).encode()).hexdigest()[:6]
+    if RULES.home_ssids or RULES.work_ssids else ""
+)
 # A fix this close in time stands for where the device was (GPS every 30 s on mobile, SPEC §5.6).
 FIX_TOLERANCE = pd.Timedelta(minutes=5)
 
 raw = FLOW.raw
 
 
-@FLOW.stage(logic_version="1", rules_version=f"rules{RULES.version}", retry=RetryPolicy(max_retries=5, delay=2))
+@FLOW.stage(logic_version="1", rules_version=RULES_VERSION, retry=RetryPolicy(max_retries=5, delay=2))
 def enriched(raw: pd.DataFrame) -> pd.DataFrame:
     """Network category (home/work/public/hotspot/enterprise), frequency band and signal quality."""
     return network_events.enrich(raw, RULES)

@@ -15,8 +15,8 @@ from loom_assets.windows import OffsetRange, partition_key, plan_hash, plan_rang
 # Bounds the work of one tick after a long pause; the next tick goes on where this one stopped.
 MAX_WINDOWS_PER_TICK = 48
 # Windows planned this recently are asked for again each tick: run keys make that a no-op,
-# and a run lost between planning and requesting (a crash) is requested after all.
-REQUEST_AGAIN_WITHIN = timedelta(hours=2)
+# and a run lost between planning and requesting (a daemon crash) is requested after all.
+REQUEST_AGAIN_WITHIN = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ def plan_closed_windows(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, 
 
 def pending_run_requests(flow: Flow, warehouse: Warehouse, now: datetime) -> list[RunRequest]:
     """Run requests for recently planned windows that hold records (deduplicated by run key)."""
-    plans = warehouse.planned_ranges(flow.name, window_of(now - REQUEST_AGAIN_WITHIN, flow.window), now + flow.window)
+    since = window_of(now - max(REQUEST_AGAIN_WITHIN, 2 * flow.window), flow.window)
+    plans = warehouse.planned_ranges(flow.name, since, now + flow.window)
     windows = [PlannedWindow(start, tuple(ranges)) for start, ranges in plans.items()]
     return [
         RunRequest(partition_key=partition_key(w.start), run_key=w.run_key, tags={"loom/flow": flow.name})

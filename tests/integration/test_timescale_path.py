@@ -1,0 +1,373 @@
+"""The TimescaleDB path of the `sql/` migrations, for real, and the native-partition fallback.
+
+TimescaleDB: PGlite built with TimescaleDB 2.23 (`loom_assets.embedded.timescale`), one
+in-memory server for the module. Its limits shape these tests: one connection at a time (every
+connection here is closed before the next opens), no background workers (policies are run
+with `CALL run_job(..)`), no COPY FROM STDIN (rows go in with small parameterised INSERTs).
+
+yoyo applies each migration on a second connection (`backend.copy()`) while its first one stays
+open, which a one-connection server cannot serve; `apply_one_connection` lets that copy share the
+first connection and closes yoyo's connection afterwards (`apply_migrations` leaves it to the
+cyclic garbage collector). Everything else is `apply_migrations` and the SQL as shipped.
+
+Native: the embedded PostgreSQL (no timescaledb extension) with a database of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+import pytest
+
+from loom_assets.resources.warehouse import SQL_DIR, apply_migrations, copy_frame
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".loom" / "cache"
+MIGRATIONS = sorted(p.name.removesuffix(".sql") for p in SQL_DIR.glob("*.sql"))
+
+# The tables' own numbers where sql/ departs from the defaults (chunk 1 day, compression
+# after 7 days segmented by device_id, retention 30 days).
+CHUNK_INTERVAL = {"network_events_enriched": timedelta(days=7),
+                  "network_events_location_correlated": timedelta(days=7)}
+RETENTION = {"network_events_enriched": timedelta(days=90),
+             "network_events_location_correlated": timedelta(days=90)}
+COMPRESS_AFTER = {"network_events_enriched": timedelta(days=30),
+                  "network_events_location_correlated": timedelta(days=30)}
+SEGMENT_BY = {"processing_errors": "flow"}
+TIME_COLUMN = {"processing_errors": "window_start", "power_state_patterns": "window_start"}
+
+
+def noon(day: date) -> datetime:
+    """Midday UTC of `day`: far from day boundaries whatever the session time zone."""
+    return datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+@contextlib.contextmanager
+def connect(uri: str) -> Iterator[psycopg.Connection]:
+    """One short-lived autocommit connection (PGlite serves one client at a time). PGlite keeps
+    one backend session for every client, so psycopg's automatic prepared statements
+    (`_pg3_0`, ...) of an earlier client would clash: none are made here."""
+    with psycopg.connect(uri, autocommit=True, connect_timeout=20, prepare_threshold=None) as conn:
+        yield conn
+
+
+def apply_one_connection(uri: str) -> list[str]:
+    """`apply_migrations(uri)` with yoyo held to a single connection, closed on return."""
+    import yoyo
+    from yoyo.backends.base import DatabaseBackend
+
+    backends = []
+    get_backend = yoyo.get_backend
+
+    def recording_get_backend(*args, **kwargs):
+        backend = get_backend(*args, **kwargs)
+        backend.connection.prepare_threshold = None  # see connect()
+        backends.append(backend)
+        return backend
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(yoyo, "get_backend", recording_get_backend)
+        # yoyo runs each migration on `with self.copy() as b:` (a second connection).
+        patch.setattr(DatabaseBackend, "copy", lambda self: contextlib.nullcontext(self))
+        try:
+            return apply_migrations(uri)
+        finally:
+            for backend in backends:
+                backend.connection.close()
+
+
+def raw_row(table: str, device: str, recorded_at: datetime, offset: int, **payload) -> dict:
+    """A raw landing row: the envelope columns plus `payload`."""
+    return {
+        "window_start": recorded_at.replace(second=0, microsecond=0), "device_id": device,
+        "recorded_at": recorded_at, "received_at": recorded_at, "schema_version": "1.0",
+        "message_id": str(uuid.uuid4()), "trace_id": None, "source_topic": f"test.{table}",
+        "source_partition": 0, "source_offset": offset, "ingested_at": datetime.now(UTC),
+        "metadata": None, **payload,
+    }
+
+
+def app_row(device: str, recorded_at: datetime, offset: int) -> dict:
+    return raw_row("app_lifecycle_raw", device, recorded_at, offset,
+                   app_identifier="com.slack.Slack", app_name="Slack", event_type="launch",
+                   duration_seconds=None)
+
+
+def insert(conn: psycopg.Connection, table: str, rows: list[dict]) -> None:
+    """Parameterised single-row INSERTs (no COPY: it crashes PGlite)."""
+    for row in rows:
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            sql.Identifier(table),
+            sql.SQL(", ").join(map(sql.Identifier, row)),
+            sql.SQL(", ").join(sql.Placeholder() * len(row)),
+        )
+        conn.execute(statement, list(row.values()))
+
+
+def job_id(conn: psycopg.Connection, table: str, proc: str) -> int:
+    rows = conn.execute(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = %s AND proc_name = %s",
+        (table, proc),
+    ).fetchall()
+    assert len(rows) == 1, f"{table}: {len(rows)} {proc} jobs"
+    return rows[0][0]
+
+
+# --------------------------------------------------------------------------- TimescaleDB
+
+
+@pytest.fixture(scope="module")
+def timescale() -> Iterator[dict]:
+    """One in-memory PGlite+TimescaleDB server (npm packages cached in .loom/cache/timescale),
+    migrated once; the first migration run's result is kept for the idempotence test."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: PGlite/TimescaleDB needs Node.js 20+")
+    from loom_assets.embedded.timescale import start_timescale
+
+    server = start_timescale(CACHE / "timescale")
+    try:
+        first = apply_one_connection(server.uri)
+        yield {"uri": server.uri, "first": first}
+    finally:
+        server.stop()
+
+
+def test_migrations_apply_on_timescaledb_and_a_second_run_applies_nothing(timescale):
+    assert timescale["first"] == MIGRATIONS
+    assert apply_one_connection(timescale["uri"]) == []
+    with connect(timescale["uri"]) as conn:
+        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        applied = [r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY migration_id")]
+    assert applied == MIGRATIONS
+
+
+def test_every_timeseries_table_is_a_hypertable_with_its_chunks_compression_and_retention(timescale):
+    with connect(timescale["uri"]) as conn:
+        registered = {r[0]: r[1:] for r in conn.execute(
+            "SELECT table_name, storage, time_column, retention, compress_after FROM loom_timeseries")}
+        hypertables = dict(conn.execute(
+            "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"
+            " WHERE hypertable_schema = current_schema()").fetchall())
+        dimensions = {r[0]: r[1:] for r in conn.execute(
+            "SELECT hypertable_name, column_name, time_interval FROM timescaledb_information.dimensions"
+            " WHERE dimension_type = 'Time'")}
+        segment_by = {}
+        for table, column in conn.execute(
+                "SELECT hypertable_name, attname FROM timescaledb_information.compression_settings"
+                " WHERE segmentby_column_index IS NOT NULL ORDER BY segmentby_column_index"):
+            segment_by.setdefault(table, []).append(column)
+        jobs = {(r[0], r[1]): r[2] for r in conn.execute(
+            "SELECT hypertable_name, proc_name, config FROM timescaledb_information.jobs"
+            " WHERE proc_name IN ('policy_compression', 'policy_retention')")}
+
+    assert {"processing_errors", "app_lifecycle_raw", "app_lifecycle_enriched",
+            "network_events_location_correlated"} <= set(registered)
+    assert set(hypertables) == set(registered)
+    for table, (storage, time_column, retention, compress_after) in registered.items():
+        assert storage == "hypertable", table
+        assert time_column == TIME_COLUMN.get(table, "recorded_at"), table
+        assert retention == RETENTION.get(table, timedelta(days=30)), table
+        assert compress_after == COMPRESS_AFTER.get(table, timedelta(days=7)), table
+        assert dimensions[table] == (time_column, CHUNK_INTERVAL.get(table, timedelta(days=1))), table
+        assert hypertables[table] is True, f"{table}: compression not enabled"
+        assert segment_by[table] == [SEGMENT_BY.get(table, "device_id")], table
+        compress = jobs[(table, "policy_compression")]
+        assert pd.Timedelta(compress["compress_after"]) == compress_after, (table, compress)
+        drop = jobs[(table, "policy_retention")]
+        assert pd.Timedelta(drop["drop_after"]) == retention, (table, drop)
+    assert len(jobs) == 2 * len(registered)
+
+
+def test_latest_view_shows_only_the_newest_model_version_per_window(timescale):
+    device = str(uuid.uuid4())
+    now = datetime.now(UTC).replace(microsecond=0)
+    first, second = now - timedelta(hours=2), now - timedelta(hours=1)
+
+    def row(window: datetime, version: str, processed_at: datetime, offset: int) -> dict:
+        return {
+            "window_start": window, "device_id": device, "recorded_at": window + timedelta(seconds=5),
+            "model_version": version, "source_topic": "test.app", "source_partition": 0,
+            "source_offset": offset, "app_identifier": "com.slack.Slack", "event_type": "launch",
+            "app_category": "communication", "category_source": "bundle_id", "session_open": True,
+            "is_crash": False, "processed_at": processed_at,
+        }
+
+    with connect(timescale["uri"]) as conn:
+        versioned = {r[0] for r in conn.execute(
+            "SELECT t.table_name FROM loom_timeseries t JOIN information_schema.columns c"
+            " ON c.table_name = t.table_name AND c.table_schema = current_schema()"
+            " WHERE c.column_name = 'model_version'")}
+        everything = {r[0] for r in conn.execute("SELECT table_name FROM loom_timeseries")}
+        views = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.views WHERE table_schema = current_schema()")}
+        insert(conn, "app_lifecycle_enriched", [
+            # The first window: v1 written an hour ago, then reprocessed as v2 just now.
+            row(first, "v1", now - timedelta(hours=1), 1),
+            row(first, "v1", now - timedelta(hours=1), 2),
+            row(first, "v2", now, 1),
+            # The second window: "v2" is written before "v1" — newest write wins, not the name.
+            row(second, "v2", now - timedelta(minutes=30), 3),
+            row(second, "v1", now - timedelta(minutes=10), 3),
+            row(second, "v1", now - timedelta(minutes=10), 4),
+        ])
+        latest = conn.execute(
+            "SELECT window_start, model_version, source_offset FROM app_lifecycle_enriched_latest"
+            " WHERE device_id = %s ORDER BY window_start, source_offset", (device,)).fetchall()
+        total = conn.execute(
+            "SELECT count(*) FROM app_lifecycle_enriched WHERE device_id = %s", (device,)).fetchone()[0]
+
+    assert {"app_lifecycle_enriched", "power_state_enriched", "power_state_patterns",
+            "network_events_enriched", "network_events_location_correlated"} <= versioned
+    assert {f"{t}_latest" for t in versioned} <= views
+    assert not {f"{t}_latest" for t in everything - versioned} & views
+    assert total == 6  # every version is kept side by side
+    assert latest == [(first, "v2", 1), (second, "v1", 3), (second, "v1", 4)]
+
+
+def test_retention_policy_drops_old_chunks_and_keeps_today(timescale):
+    device = str(uuid.uuid4())
+    old, recent, current = noon(today() - timedelta(days=40)), noon(today() - timedelta(days=10)), datetime.now(UTC)
+    with connect(timescale["uri"]) as conn:
+        insert(conn, "app_lifecycle_raw",
+               [app_row(device, old, 1), app_row(device, recent, 2), app_row(device, current, 3)])
+        assert conn.execute(
+            "SELECT count(*) FROM app_lifecycle_raw WHERE device_id = %s", (device,)).fetchone()[0] == 3
+        conn.execute("CALL run_job(%s)", (job_id(conn, "app_lifecycle_raw", "policy_retention"),))
+        left = [r[0] for r in conn.execute(
+            "SELECT source_offset FROM app_lifecycle_raw WHERE device_id = %s ORDER BY source_offset", (device,))]
+        oldest_chunk = conn.execute(
+            "SELECT min(range_start) FROM timescaledb_information.chunks WHERE hypertable_name = 'app_lifecycle_raw'"
+        ).fetchone()[0]
+    assert left == [2, 3]  # 40 days old: gone; 10 days old and today: kept
+    assert oldest_chunk >= datetime.now(UTC) - timedelta(days=31)
+
+
+def test_compression_policy_compresses_week_old_chunks_which_stay_readable(timescale):
+    device = str(uuid.uuid4())
+    old, current = noon(today() - timedelta(days=10)), datetime.now(UTC)
+    power = {"battery_level": 42.5, "is_charging": False, "power_source": "battery",
+             "lid_closed": None, "thermal_state": "nominal"}
+    with connect(timescale["uri"]) as conn:
+        insert(conn, "power_state_raw", [
+            raw_row("power_state_raw", device, old, 1, **power),
+            raw_row("power_state_raw", device, current, 2, **power),
+        ])
+        conn.execute("CALL run_job(%s)", (job_id(conn, "power_state_raw", "policy_compression"),))
+        chunks = conn.execute(
+            "SELECT range_start, range_end, is_compressed FROM timescaledb_information.chunks"
+            " WHERE hypertable_name = 'power_state_raw' ORDER BY range_start").fetchall()
+        rows = conn.execute(
+            "SELECT source_offset, recorded_at, battery_level, power_source FROM power_state_raw"
+            " WHERE device_id = %s ORDER BY source_offset", (device,)).fetchall()
+    by_range = {(start, end): compressed for start, end, compressed in chunks}
+    old_chunk = [c for (start, end), c in by_range.items() if start <= old < end]
+    current_chunk = [c for (start, end), c in by_range.items() if start <= current < end]
+    assert old_chunk == [True], chunks
+    assert current_chunk == [False], chunks
+    assert rows == [(1, old, 42.5, "battery"), (2, current, 42.5, "battery")]
+
+
+def test_time_bucket_by_hour_on_a_raw_table(timescale):
+    device = str(uuid.uuid4())
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    at = [hour + timedelta(minutes=5), hour + timedelta(minutes=55), hour + timedelta(hours=1, minutes=30),
+          hour + timedelta(hours=2, minutes=1), hour + timedelta(hours=2, minutes=2)]
+    network = {"ssid": "Loom", "bssid": None, "signal_strength": -50, "frequency": 5180.0, "channel": 36,
+               "security": "wpa2", "connected": True, "ip_address": None}
+    with connect(timescale["uri"]) as conn:
+        insert(conn, "network_events_raw",
+               [raw_row("network_events_raw", device, t, i, **network) for i, t in enumerate(at)])
+        buckets = conn.execute(
+            "SELECT time_bucket('1 hour', recorded_at) AS hour, count(*) FROM network_events_raw"
+            " WHERE device_id = %s GROUP BY 1 ORDER BY 1", (device,)).fetchall()
+    assert buckets == [(hour, 2), (hour + timedelta(hours=1), 1), (hour + timedelta(hours=2), 2)]
+
+
+# --------------------------------------------------------------------------- native PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def native_url() -> Iterator[str]:
+    """A migrated database on the embedded PostgreSQL (no timescaledb extension). As root the
+    server runs as another user, so its data lives under mkdtemp(), not pytest's tmp_path."""
+    from loom_assets.embedded.postgres import create_database, start_postgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="loom-native-"))
+    server = start_postgres(data_dir / "postgres")
+    try:
+        url = create_database(server.uri, f"loom_native_{uuid.uuid4().hex[:10]}")
+        assert apply_migrations(url) == MIGRATIONS
+        yield url
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def partition_of(conn: psycopg.Connection, table: str, offset: int) -> list[str]:
+    return [r[0] for r in conn.execute(
+        sql.SQL("SELECT tableoid::regclass::text FROM {} WHERE source_offset = %s").format(
+            sql.Identifier(table)), (offset,))]
+
+
+def test_native_partitions_without_timescaledb(native_url):
+    table = "app_lifecycle_raw"
+    device = str(uuid.uuid4())
+    day = today()
+    future = day + timedelta(days=5)
+    expired = day - timedelta(days=35)
+    name = lambda d: f"{table}_p{d:%Y%m%d}"  # noqa: E731
+
+    with psycopg.connect(native_url) as conn:
+        storages = {r[0] for r in conn.execute("SELECT storage FROM loom_timeseries")}
+        assert storages == {"native"}
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0] == 0
+
+        # Today's rows: copy_frame makes the day's partition first.
+        assert copy_frame(conn, table, pd.DataFrame([app_row(device, noon(day), 1),
+                                                     app_row(device, datetime.now(UTC), 2)])) == 2
+        # 40 days old, and 5 days ahead (device clock skew): no partition is made for them.
+        copy_frame(conn, table, pd.DataFrame([app_row(device, noon(day - timedelta(days=40)), 3)]))
+        copy_frame(conn, table, pd.DataFrame([app_row(device, noon(future), 4)]))
+        # An expired day that has a partition of its own.
+        conn.execute("SELECT loom_ensure_day_partition(%s, %s)", (table, expired))
+        insert(conn, table, [app_row(device, noon(expired), 5)])
+        conn.commit()
+
+        assert partition_of(conn, table, 1) == [name(day)]
+        assert partition_of(conn, table, 2) == [name(day)]
+        assert partition_of(conn, table, 3) == [f"{table}_default"]
+        assert partition_of(conn, table, 4) == [f"{table}_default"]
+        assert partition_of(conn, table, 5) == [name(expired)]
+
+        # Retention: the expired partition is dropped, the expired straggler deleted.
+        assert conn.execute("SELECT loom_drop_expired_partitions()").fetchone()[0] >= 1
+        conn.commit()
+        assert conn.execute("SELECT to_regclass(%s)", (name(expired),)).fetchone()[0] is None
+        assert partition_of(conn, table, 3) == []
+        assert partition_of(conn, table, 5) == []
+        assert partition_of(conn, table, 1) == [name(day)]
+        assert partition_of(conn, table, 4) == [f"{table}_default"]
+
+        # The future day's partition, once made, takes its row out of the default partition.
+        conn.execute("SELECT loom_ensure_day_partition(%s, %s)", (table, future))
+        conn.commit()
+        assert partition_of(conn, table, 4) == [name(future)]
+        assert conn.execute(f"SELECT count(*) FROM {table}_default").fetchone()[0] == 0
+        left = [r[0] for r in conn.execute(
+            f"SELECT source_offset FROM {table} WHERE device_id = %s ORDER BY 1", (device,))]
+        assert left == [1, 2, 4]
