@@ -11,7 +11,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from tqdm import tqdm
 
 from loom_assets.flows.base import Flow
-from loom_assets.sensors.kafka_windows import pending_run_requests, plan_closed_windows
+from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
 from loom_assets.sensors.reprocessing import stale_chunks
 
 RUN_KEY_TAG = "loom/run_key"
@@ -37,8 +37,8 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
         job = defs.resolve_job_def(flow.job.name)
         for _ in range(max_rounds):
             now = datetime.now(UTC)
-            plan_closed_windows(flow, res["kafka"], res["warehouse"], now, through_now=through_now)
-            todo = [r for r in pending_run_requests(flow, res["warehouse"], now) if not _already_ran(instance, r.run_key)]
+            planned = plan_closed_windows(flow, res["kafka"], res["warehouse"], now, through_now=through_now)
+            todo = [r for r in run_requests(flow, res["warehouse"], now, planned) if not _already_ran(instance, r.run_key)]
             if not todo:
                 break
             for request in tqdm(todo, desc=flow.name, unit="window", disable=len(todo) < 3):

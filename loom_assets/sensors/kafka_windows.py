@@ -67,14 +67,16 @@ def plan_closed_windows(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, 
     return planned
 
 
-def pending_run_requests(flow: Flow, warehouse: Warehouse, now: datetime) -> list[RunRequest]:
-    """Run requests for recently planned windows that hold records (deduplicated by run key)."""
+def run_requests(flow: Flow, warehouse: Warehouse, now: datetime, planned: list[PlannedWindow]) -> list[RunRequest]:
+    """Run requests for the windows just planned and those planned recently, if they hold
+    records; the run key (window + plan hash) makes a repeated request a no-op."""
     since = window_of(now - max(REQUEST_AGAIN_WITHIN, 2 * flow.window), flow.window)
-    plans = warehouse.planned_ranges(flow.name, since, now + flow.window)
-    windows = [PlannedWindow(start, tuple(ranges)) for start, ranges in plans.items()]
+    recent = warehouse.planned_ranges(flow.name, since, now + flow.window)
+    windows = {w.start: w for w in planned}
+    windows.update((start, PlannedWindow(start, tuple(ranges))) for start, ranges in recent.items())
     return [
         RunRequest(partition_key=partition_key(w.start), run_key=w.run_key, tags={"loom/flow": flow.name})
-        for w in windows
+        for _, w in sorted(windows.items())
         if w.records > 0
     ]
 
@@ -90,7 +92,7 @@ def window_sensor(flow: Flow):
     def _sensor(context: SensorEvaluationContext, kafka: KafkaResource, warehouse: Warehouse):
         now = datetime.now(UTC)
         planned = plan_closed_windows(flow, kafka, warehouse, now)
-        requests = pending_run_requests(flow, warehouse, now)
+        requests = run_requests(flow, warehouse, now, planned)
         if planned:
             context.update_cursor(partition_key(planned[-1].start))
         if not requests:
