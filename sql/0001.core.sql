@@ -97,9 +97,11 @@ BEGIN
     EXECUTE format(
         'WITH moved AS (DELETE FROM %I WHERE %I >= %L AND %I < %L RETURNING *) '
         'INSERT INTO %I SELECT * FROM moved',
-        parent || '_default', time_col, day, time_col, day + 1, part);
+        parent || '_default', time_col, day::timestamp AT TIME ZONE 'UTC',
+        time_col, (day + 1)::timestamp AT TIME ZONE 'UTC', part);
+    -- Bounds are UTC midnights, whatever the server's time zone.
     EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
-                   parent, part, day, day + 1);
+                   parent, part, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
 END
 $fn$;
 

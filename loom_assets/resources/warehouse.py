@@ -6,6 +6,8 @@ half-open window (for versioned outputs, only the model version being written) p
 one transaction. Tables come from the `sql/` migrations, never from DataFrame dtypes.
 """
 
+import contextlib
+import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,11 +45,20 @@ def apply_migrations(database_url: str, sql_dir: Path = SQL_DIR) -> list[str]:
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(yoyo_uri(database_url))
-    migrations = read_migrations(str(sql_dir))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    return [m.id for m in pending]
+    # One connection for everything: yoyo otherwise opens a second one per migration, which a
+    # single-connection server (TimescaleDB in WASM, a small pool) cannot serve.
+    backend.copy = lambda: contextlib.nullcontext(backend)
+    # No server-side prepared statements: a server that shares one session between clients
+    # (TimescaleDB in WASM) would see their names clash.
+    backend.connection.prepare_threshold = None
+    try:
+        migrations = read_migrations(str(sql_dir))
+        with backend.lock(), contextlib.redirect_stdout(io.StringIO()):  # yoyo prints SELECT results
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return [m.id for m in pending]
+    finally:
+        backend.connection.close()
 
 
 def resolve_database_url(configured: str | None) -> str:

@@ -5,10 +5,7 @@ in-memory server for the module. Its limits shape these tests: one connection at
 connection here is closed before the next opens), no background workers (policies are run
 with `CALL run_job(..)`), no COPY FROM STDIN (rows go in with small parameterised INSERTs).
 
-yoyo applies each migration on a second connection (`backend.copy()`) while its first one stays
-open, which a one-connection server cannot serve; `apply_one_connection` lets that copy share the
-first connection and closes yoyo's connection afterwards (`apply_migrations` leaves it to the
-cyclic garbage collector). Everything else is `apply_migrations` and the SQL as shipped.
+`apply_migrations` keeps yoyo to a single connection, closed on return, so it runs as shipped.
 
 Native: the embedded PostgreSQL (no timescaledb extension) with a database of its own.
 """
@@ -67,28 +64,8 @@ def connect(uri: str) -> Iterator[psycopg.Connection]:
 
 
 def apply_one_connection(uri: str) -> list[str]:
-    """`apply_migrations(uri)` with yoyo held to a single connection, closed on return."""
-    import yoyo
-    from yoyo.backends.base import DatabaseBackend
-
-    backends = []
-    get_backend = yoyo.get_backend
-
-    def recording_get_backend(*args, **kwargs):
-        backend = get_backend(*args, **kwargs)
-        backend.connection.prepare_threshold = None  # see connect()
-        backends.append(backend)
-        return backend
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(yoyo, "get_backend", recording_get_backend)
-        # yoyo runs each migration on `with self.copy() as b:` (a second connection).
-        patch.setattr(DatabaseBackend, "copy", lambda self: contextlib.nullcontext(self))
-        try:
-            return apply_migrations(uri)
-        finally:
-            for backend in backends:
-                backend.connection.close()
+    """`apply_migrations` keeps yoyo to one connection and closes it, as PGlite needs."""
+    return apply_migrations(uri)
 
 
 def raw_row(table: str, device: str, recorded_at: datetime, offset: int, **payload) -> dict:

@@ -1,0 +1,37 @@
+"""Raw landing: every record becomes exactly one row or one error."""
+
+import json
+from datetime import UTC, datetime
+
+from loom_assets.events import Record
+from loom_assets.stages.landing import ERROR_COLUMNS, land, raw_columns
+
+WINDOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+TOPIC = "device.sensor.power.raw"
+
+
+def record(offset: int, value: bytes) -> tuple[datetime, Record]:
+    return WINDOW, Record(TOPIC, 0, offset, b"dev", value, WINDOW, {})
+
+
+def reading(level) -> bytes:
+    return json.dumps({"device_id": "dev", "recorded_at": "2026-11-24T06:01:00Z",
+                       "battery_level": level, "is_charging": False}).encode()
+
+
+def test_rows_and_errors_add_up_to_the_records_read():
+    records = [record(0, reading(50)), record(1, b"nope"), record(2, reading("high")), record(3, reading(49.5)),
+               record(4, reading(48) + b" " * 300)]
+    landing = land("power_state", [TOPIC], records, WINDOW, max_message_bytes=200)
+    assert landing.rows["source_offset"].tolist() == [0, 3]
+    assert landing.errors["source_offset"].tolist() == [1, 2, 4]
+    assert landing.errors["error_type"].tolist() == ["malformed_json", "validation_error", "payload_too_large"]
+    assert landing.errors["original_value"].iloc[0] == b"nope"
+    assert list(landing.rows.columns) == raw_columns([TOPIC])
+    assert list(landing.errors.columns) == list(ERROR_COLUMNS)
+
+
+def test_an_empty_window_has_typed_empty_frames():
+    landing = land("power_state", [TOPIC], [], WINDOW, max_message_bytes=200)
+    assert landing.rows.empty and landing.errors.empty
+    assert str(landing.rows["recorded_at"].dtype).startswith("datetime64")
