@@ -63,11 +63,6 @@ def connect(uri: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def apply_one_connection(uri: str) -> list[str]:
-    """`apply_migrations` keeps yoyo to one connection and closes it, as PGlite needs."""
-    return apply_migrations(uri)
-
-
 def raw_row(table: str, device: str, recorded_at: datetime, offset: int, **payload) -> dict:
     """A raw landing row: the envelope columns plus `payload`."""
     return {
@@ -118,7 +113,7 @@ def timescale() -> Iterator[dict]:
 
     server = start_timescale(CACHE / "timescale")
     try:
-        first = apply_one_connection(server.uri)
+        first = apply_migrations(server.uri)
         yield {"uri": server.uri, "first": first}
     finally:
         server.stop()
@@ -126,7 +121,7 @@ def timescale() -> Iterator[dict]:
 
 def test_migrations_apply_on_timescaledb_and_a_second_run_applies_nothing(timescale):
     assert timescale["first"] == MIGRATIONS
-    assert apply_one_connection(timescale["uri"]) == []
+    assert apply_migrations(timescale["uri"]) == []
     with connect(timescale["uri"]) as conn:
         assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
         applied = [r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY migration_id")]
