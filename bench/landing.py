@@ -151,6 +151,22 @@ def count_rows(url: str, table: str) -> int:
         return conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
 
 
+def start_broker(work: Path, attempts: int = 3):
+    """Start the Apache Kafka broker, retrying: `kafka-storage format` rejects a random cluster
+    id that starts with '-' (about 1 start in 64), which a fresh data folder avoids."""
+    from loom_assets.embedded.kafka import start_local_broker
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return start_local_broker(work / f"kafka-{attempt}", prefer="apache",
+                                      libs_dir=ROOT / ".loom" / "cache" / "kafka-libs")
+        except Exception as error:  # noqa: BLE001 - retried, then re-raised
+            if attempt == attempts:
+                raise
+            print(f"broker start failed ({type(error).__name__}); retrying", flush=True)
+    raise AssertionError("unreachable")
+
+
 # -- the bare baseline --------------------------------------------------------------------------
 BARE_TABLE = "bare_app_lifecycle_raw"
 BARE_COLUMNS = (
@@ -207,14 +223,13 @@ def main() -> None:
     args = parser.parse_args()
     n = args.events
 
-    from loom_assets.embedded.kafka import start_local_broker
     from loom_assets.embedded.postgres import create_database, start_postgres
 
     work = Path(tempfile.mkdtemp(prefix="loom-bench-"))
     broker = postgres = None
     try:
         t0 = time.monotonic()
-        broker = start_local_broker(work / "kafka", prefer="apache", libs_dir=ROOT / ".loom" / "cache" / "kafka-libs")
+        broker = start_broker(work)
         postgres = start_postgres(work / "postgres")
         url = create_database(postgres.uri, "loom_bench")
         dagster_home = work / "dagster"

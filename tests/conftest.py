@@ -4,6 +4,7 @@ gets a fresh database with the migrations applied and freshly created topics."""
 
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,8 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def services_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("services")
+def services_dir():
+    """Not under pytest's tmp_path: as root, the embedded PostgreSQL runs as its own user, which
+    must traverse every parent folder, and pytest makes its base folder 0700."""
+    path = Path(tempfile.mkdtemp(prefix="loom-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ DEV_PORT = 9092
 #: The pom listing the broker's runtime classpath (Kafka + log4j2 binding).
 POM_PATH = Path(__file__).with_name("kafka-pom.xml")
 #: Where the jars are cached when the caller gives no ``libs_dir``.
-DEFAULT_LIBS_DIR = Path(".loom/kafka/libs")
+DEFAULT_LIBS_DIR = Path(".loom/cache/kafka-libs")
 #: Small heap: the broker only serves local development and tests.
 JAVA_OPTS = (
     "-Xms64m",
@@ -55,7 +55,9 @@ STOP_TIMEOUT = 20.0
 
 TANSU_LIMITS = (
     "Tansu keeps EVERYTHING IN MEMORY: a restart loses all topics and messages, "
-    "and offsets_for_times() always answers offset 0 (time-based seeks are wrong)."
+    "offsets_for_times() always answers offset 0 (time-based seeks are wrong), and its high "
+    "watermark counts only the first record of the last batch, so the rest of a batch lands "
+    "one window late."
 )
 TANSU_WARNING = (
     "No `java` on PATH (or no cached Kafka jars and no `mvn`): "

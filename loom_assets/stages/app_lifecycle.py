@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from loom_assets.stages.frames import float_or_nan, iso, typed_frame, utc, with_columns
+
 CATEGORIES_PATH = Path(__file__).parent / "data" / "app_categories.json"
 UNKNOWN = "unknown"
 
@@ -169,10 +171,10 @@ def enrich(
     Events are taken in event-time order (recorded_at, then source_partition, source_offset),
     so out-of-order delivery within a window does not matter.
     """
-    events = _with_columns(events, RAW_COLUMNS)
+    events = with_columns(events, RAW_COLUMNS)
     if events.empty:
-        return _typed_frame([], ENRICHED_DTYPES)
-    events = events.assign(recorded_at=_utc(events["recorded_at"]))
+        return typed_frame([], ENRICHED_DTYPES)
+    events = events.assign(recorded_at=utc(events["recorded_at"]))
     ordered = events.sort_values(["recorded_at", "source_partition", "source_offset"], kind="stable")
     sessions = _carried_sessions(open_sessions)
     rows = []
@@ -184,11 +186,11 @@ def enrich(
             **{c: event[c] for c in RAW_COLUMNS if c in ENRICHED_DTYPES},
             "app_category": category,
             "category_source": source,
-            "client_duration_seconds": _float(event["duration_seconds"]),
+            "client_duration_seconds": float_or_nan(event["duration_seconds"]),
             "is_crash": event["event_type"] == "crash",
             **session_fields,
         })
-    return _typed_frame(rows, ENRICHED_DTYPES)
+    return typed_frame(rows, ENRICHED_DTYPES)
 
 
 def _next_session(current: _Session | None, event: dict, max_session: pd.Timedelta) -> tuple[_Session | None, dict]:
@@ -223,7 +225,7 @@ def _next_session(current: _Session | None, event: dict, max_session: pd.Timedel
             if at - current.start <= max_session:
                 return current, _session_fields(current, flag="duplicate_open")
             flag = "previous_abandoned"
-        opened = _Session(_session_id(device, app, f"open@{_iso(at)}"), at, pd.NaT, True)
+        opened = _Session(_session_id(device, app, f"open@{iso(at)}"), at, pd.NaT, True)
         return opened, _session_fields(opened, flag=flag)
 
     if kind not in CLOSE_EVENTS:
@@ -242,11 +244,11 @@ def _next_session(current: _Session | None, event: dict, max_session: pd.Timedel
     elif current is not None and not pd.isna(current.end) and pd.Timedelta(0) <= at - current.end <= max_session:
         return current, _session_fields(current, foreground=math.nan, flag="already_closed")
 
-    duration = _float(event["duration_seconds"])
+    duration = float_or_nan(event["duration_seconds"])
     if not (0 <= duration <= max_session.total_seconds()):  # False for NaN too
         duration = math.nan
     start = pd.NaT if math.isnan(duration) else at - pd.Timedelta(seconds=duration)
-    anchor = f"close@{_iso(at)}" if pd.isna(start) else f"open@{_iso(start)}"
+    anchor = f"close@{iso(at)}" if pd.isna(start) else f"open@{iso(start)}"
     closed = _Session(_session_id(device, app, anchor), start, at, False)
     return closed, _session_fields(closed, foreground=duration, flag=flag)
 
@@ -273,8 +275,8 @@ def _carried_sessions(open_sessions: pd.DataFrame | None) -> dict[tuple[str, str
         return {}
     needed = ("device_id", "app_identifier", "recorded_at", "session_id", "session_start", "session_end",
               "session_open")
-    carry = _with_columns(open_sessions, needed)
-    carry = carry.assign(**{c: _utc(carry[c]) for c in ("recorded_at", "session_start", "session_end")})
+    carry = with_columns(open_sessions, needed)
+    carry = carry.assign(**{c: utc(carry[c]) for c in ("recorded_at", "session_start", "session_end")})
     carry = carry.sort_values("recorded_at").groupby(["device_id", "app_identifier"]).tail(1)
     state = {}
     for row in carry.to_dict("records"):
@@ -285,36 +287,3 @@ def _carried_sessions(open_sessions: pd.DataFrame | None) -> dict[tuple[str, str
             row["session_id"], row["session_start"], pd.NaT if is_open else row["session_end"], is_open
         )
     return state
-
-
-# -- small helpers --------------------------------------------------------------------------------
-def _with_columns(frame: pd.DataFrame | None, columns) -> pd.DataFrame:
-    frame = pd.DataFrame() if frame is None else frame
-    missing = {c: None for c in columns if c not in frame.columns}
-    return frame.assign(**missing) if missing else frame
-
-
-def _utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).dt.as_unit("us")
-
-
-def _iso(at: pd.Timestamp) -> str:
-    return pd.Timestamp(at).tz_convert("UTC").as_unit("us").isoformat()
-
-
-def _float(value: Any) -> float:
-    try:
-        return math.nan if value is None or pd.isna(value) else float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _typed_frame(rows: list[dict], dtypes: Mapping[str, str]) -> pd.DataFrame:
-    """Rows -> a DataFrame with exactly these columns, in this order, with these dtypes."""
-    frame = pd.DataFrame.from_records(rows, columns=list(dtypes))
-    for column, dtype in dtypes.items():
-        if dtype.startswith("datetime64"):
-            frame[column] = _utc(frame[column])
-        else:
-            frame[column] = frame[column].astype(dtype)
-    return frame

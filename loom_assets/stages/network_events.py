@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from loom_assets.stages.frames import float_or_nan, typed_frame, utc, with_columns, with_dtypes
+
 
 @dataclass(frozen=True)
 class NetworkRules:
@@ -164,7 +166,7 @@ def network_category(ssid: Any, security: Any, metadata: Any, rules: NetworkRule
 def frequency_band(frequency_mhz: Any) -> str | None:
     """2.4GHz / 5GHz / 6GHz from the centre frequency; values under 100 are taken as GHz
     (some clients send 2.4 or 5.0), anything outside the bands gives None."""
-    mhz = _float(frequency_mhz)
+    mhz = float_or_nan(frequency_mhz)
     if math.isnan(mhz) or mhz <= 0:
         return None
     if mhz < 100:
@@ -177,7 +179,7 @@ def frequency_band(frequency_mhz: Any) -> str | None:
 
 def signal_quality(dbm: Any, rules: NetworkRules) -> str | None:
     """excellent >= -50 dBm, good >= -60, fair >= -70, else weak; None when missing."""
-    value = _float(dbm)
+    value = float_or_nan(dbm)
     if math.isnan(value):
         return None
     if value >= rules.excellent_dbm:
@@ -191,10 +193,10 @@ def signal_quality(dbm: Any, rules: NetworkRules) -> str | None:
 
 def enrich(readings: pd.DataFrame, rules: NetworkRules) -> pd.DataFrame:
     """Category, band and signal quality for each Wi-Fi reading of a window (all rows kept)."""
-    readings = _with_columns(readings, READING_COLUMNS)
+    readings = with_columns(readings, READING_COLUMNS)
     if readings.empty:
-        return _typed_frame([], ENRICHED_DTYPES)
-    readings = readings.assign(recorded_at=_utc(readings["recorded_at"]))
+        return typed_frame([], ENRICHED_DTYPES)
+    readings = readings.assign(recorded_at=utc(readings["recorded_at"]))
     ordered = readings.sort_values(["device_id", "recorded_at", "source_partition", "source_offset"], kind="stable")
     rows = []
     for reading in ordered.to_dict("records"):
@@ -207,7 +209,7 @@ def enrich(readings: pd.DataFrame, rules: NetworkRules) -> pd.DataFrame:
             "frequency_band": frequency_band(reading["frequency"]),
             "signal_quality": signal_quality(reading["signal_strength"], rules),
         })
-    return _typed_frame(rows, ENRICHED_DTYPES)
+    return typed_frame(rows, ENRICHED_DTYPES)
 
 
 def location_correlated(
@@ -216,17 +218,17 @@ def location_correlated(
     """Each enriched reading with the nearest GPS fix of the same device at most `tolerance` away
     (inclusive); readings without such a fix are left out. 5 min: GPS comes every 10-30 s
     (SPEC §7.18), so a reading with no fix that close was taken while location was off."""
-    empty = _typed_frame([], CORRELATED_DTYPES)
+    empty = typed_frame([], CORRELATED_DTYPES)
     if enriched is None or enriched.empty or fixes is None or fixes.empty:
         return empty
     lineage = [c for c in CORRELATED_DTYPES if c in ENRICHED_DTYPES]
-    left = _with_columns(enriched, lineage)[lineage]
-    left = left.assign(recorded_at=_utc(left["recorded_at"]), device_id=left["device_id"].astype(str))
+    left = with_columns(enriched, lineage)[lineage]
+    left = left.assign(recorded_at=utc(left["recorded_at"]), device_id=left["device_id"].astype(str))
     left = left.dropna(subset=["recorded_at"]).sort_values("recorded_at", kind="stable")
-    right = _with_columns(fixes, ("device_id", "recorded_at", "latitude", "longitude", "accuracy"))
+    right = with_columns(fixes, ("device_id", "recorded_at", "latitude", "longitude", "accuracy"))
     right = right[["device_id", "recorded_at", "latitude", "longitude", "accuracy"]].dropna(
         subset=["device_id", "recorded_at", "latitude", "longitude"])
-    right = right.assign(fix_recorded_at=_utc(right["recorded_at"]), device_id=right["device_id"].astype(str),
+    right = right.assign(fix_recorded_at=utc(right["recorded_at"]), device_id=right["device_id"].astype(str),
                          accuracy=right["accuracy"].astype(float))
     right = right.drop(columns=["recorded_at"]).sort_values("fix_recorded_at", kind="stable")
     if right.empty:
@@ -237,7 +239,7 @@ def location_correlated(
     ).dropna(subset=["fix_recorded_at"])
     matched["fix_offset_seconds"] = (matched["fix_recorded_at"] - matched["recorded_at"]).dt.total_seconds()
     matched = matched.sort_values(["device_id", "recorded_at", "source_partition", "source_offset"], kind="stable")
-    return _with_dtypes(matched, CORRELATED_DTYPES)
+    return with_dtypes(matched, CORRELATED_DTYPES)
 
 
 def _metadata_label(metadata: Any) -> str | None:
@@ -257,36 +259,3 @@ def _metadata_label(metadata: Any) -> str | None:
 
 def _matches(text: str, patterns: tuple[str, ...]) -> bool:
     return any(re.search(p, text, re.IGNORECASE) for p in patterns)
-
-
-# -- small helpers (same as in the other stage modules) ----------------------------------------------
-def _with_columns(frame: pd.DataFrame | None, columns) -> pd.DataFrame:
-    frame = pd.DataFrame() if frame is None else frame
-    missing = {c: None for c in columns if c not in frame.columns}
-    return frame.assign(**missing) if missing else frame
-
-
-def _utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).dt.as_unit("us")
-
-
-def _float(value: Any) -> float:
-    try:
-        return math.nan if value is None or pd.isna(value) else float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _typed_frame(rows: list[dict], dtypes: Mapping[str, str]) -> pd.DataFrame:
-    """Rows -> a DataFrame with exactly these columns, in this order, with these dtypes."""
-    return _with_dtypes(pd.DataFrame.from_records(rows, columns=list(dtypes)), dtypes)
-
-
-def _with_dtypes(frame: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:
-    frame = frame.reset_index(drop=True).reindex(columns=list(dtypes))
-    for column, dtype in dtypes.items():
-        if dtype.startswith("datetime64"):
-            frame[column] = _utc(frame[column])
-        else:
-            frame[column] = frame[column].astype(dtype)
-    return frame

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from loom_assets.stages.frames import float_or_nan, iso, typed_frame, utc, with_columns
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,10 @@ def enrich(readings: pd.DataFrame, carry: pd.DataFrame | None, rules: PowerRules
     - A reading no newer than the device's last one (a duplicate from the second power topic, a
       late arrival) or without a level is enriched from the current state and does not change it.
     """
-    readings = _with_columns(readings, READING_COLUMNS)
+    readings = with_columns(readings, READING_COLUMNS)
     if readings.empty:
-        return _typed_frame([], ENRICHED_DTYPES)
-    readings = readings.assign(recorded_at=_utc(readings["recorded_at"]))
+        return typed_frame([], ENRICHED_DTYPES)
+    readings = readings.assign(recorded_at=utc(readings["recorded_at"]))
     ordered = readings.sort_values(
         ["device_id", "recorded_at", "source_partition", "source_offset"], kind="stable"
     )
@@ -200,7 +201,7 @@ def enrich(readings: pd.DataFrame, carry: pd.DataFrame | None, rules: PowerRules
         shown = new_state or state  # the state this reading is enriched from
         same_power = shown is not None and shown.on_power == on_power
         rate = shown.rate if same_power else math.nan
-        level = _float(reading["battery_level"])
+        level = float_or_nan(reading["battery_level"])
         rows.append({
             **{c: reading[c] for c in READING_COLUMNS},
             "battery_level": level,
@@ -216,12 +217,12 @@ def enrich(readings: pd.DataFrame, carry: pd.DataFrame | None, rules: PowerRules
             "rate_segment_start": shown.segment_start if same_power else pd.NaT,
             "rate_segment_start_level": shown.segment_start_level if same_power else math.nan,
         })
-    return _typed_frame(rows, ENRICHED_DTYPES)
+    return typed_frame(rows, ENRICHED_DTYPES)
 
 
 def _next_state(state: _DeviceState | None, reading: dict, on_power: bool, rules: PowerRules) -> _DeviceState | None:
     """The device state after `reading`; None when the reading must not change it."""
-    at, level = reading["recorded_at"], _float(reading["battery_level"])
+    at, level = reading["recorded_at"], float_or_nan(reading["battery_level"])
     if math.isnan(level) or (state is not None and at <= state.at):
         return None
     gap = at - state.at if state is not None else None
@@ -233,7 +234,7 @@ def _next_state(state: _DeviceState | None, reading: dict, on_power: bool, rules
     elif continues_session:
         session_id, session_start = state.session_id, state.session_start
     else:
-        session_id = str(uuid.uuid5(_SESSION_NAMESPACE, f"{reading['device_id']}|{_iso(at)}"))
+        session_id = str(uuid.uuid5(_SESSION_NAMESPACE, f"{reading['device_id']}|{iso(at)}"))
         session_start = at
 
     continues_segment = state is not None and state.on_power == on_power and gap <= rules.max_reading_gap \
@@ -267,8 +268,8 @@ def _carried_states(carry: pd.DataFrame | None) -> dict[str, _DeviceState]:
     needed = ("device_id", "recorded_at", "battery_level", "on_external_power", "is_charging",
               "charging_rate_pct_per_h", "rate_segment_start", "rate_segment_start_level",
               "charging_session_id", "charging_session_start")
-    carry = _with_columns(carry, needed)
-    carry = carry.assign(**{c: _utc(carry[c]) for c in ("recorded_at", "rate_segment_start", "charging_session_start")})
+    carry = with_columns(carry, needed)
+    carry = carry.assign(**{c: utc(carry[c]) for c in ("recorded_at", "rate_segment_start", "charging_session_start")})
     carry = carry.sort_values("recorded_at").groupby("device_id").tail(1)
     states = {}
     for row in carry.to_dict("records"):
@@ -276,14 +277,14 @@ def _carried_states(carry: pd.DataFrame | None) -> dict[str, _DeviceState]:
         on_power = _truthy(row["is_charging"]) if on_power is None or pd.isna(on_power) else bool(on_power)
         session_id = row["charging_session_id"] if isinstance(row["charging_session_id"], str) else None
         segment_start = row["rate_segment_start"] if not pd.isna(row["rate_segment_start"]) else row["recorded_at"]
-        segment_level = _float(row["rate_segment_start_level"])
+        segment_level = float_or_nan(row["rate_segment_start_level"])
         states[row["device_id"]] = _DeviceState(
             at=row["recorded_at"],
-            level=_float(row["battery_level"]),
+            level=float_or_nan(row["battery_level"]),
             on_power=on_power,
-            rate=_float(row["charging_rate_pct_per_h"]),
+            rate=float_or_nan(row["charging_rate_pct_per_h"]),
             segment_start=segment_start,
-            segment_start_level=_float(row["battery_level"]) if math.isnan(segment_level) else segment_level,
+            segment_start_level=float_or_nan(row["battery_level"]) if math.isnan(segment_level) else segment_level,
             session_id=session_id,
             session_start=row["charging_session_start"],
         )
@@ -313,12 +314,12 @@ def patterns(
     """
     window_start, window_end = _ts(window_start), _ts(window_end)
     lookback_start = window_end - rules.pattern_lookback
-    history = _with_columns(enriched_history, tuple(ENRICHED_DTYPES))
+    history = with_columns(enriched_history, tuple(ENRICHED_DTYPES))
     rows: list[dict] = []
     if not history.empty:
         history = history.assign(
-            recorded_at=_utc(history["recorded_at"]),
-            charging_session_start=_utc(history["charging_session_start"]),
+            recorded_at=utc(history["recorded_at"]),
+            charging_session_start=utc(history["charging_session_start"]),
         )
         history = history[(history["recorded_at"] >= lookback_start) & (history["recorded_at"] < window_end)]
         fixes = _fixes(locations)
@@ -332,7 +333,7 @@ def patterns(
                 *_charging_locations(starts, fixes[fixes["device_id"] == device_id], rules),
             ]
             rows += [{"window_start": window_start, "device_id": device_id, **p} for p in device_patterns]
-    return _typed_frame(rows, PATTERN_DTYPES)
+    return typed_frame(rows, PATTERN_DTYPES)
 
 
 def _pattern(pattern_type: str, key: str, value: float, label: str | None, details: dict, count: int) -> dict:
@@ -423,7 +424,7 @@ def _charging_locations(starts: pd.Series, fixes: pd.DataFrame, rules: PowerRule
     if starts.empty or fixes.empty:
         return []
     matched = pd.merge_asof(
-        _utc(starts).rename("recorded_at").reset_index(drop=True).to_frame(),
+        utc(starts).rename("recorded_at").reset_index(drop=True).to_frame(),
         fixes[["recorded_at", "latitude", "longitude"]],
         on="recorded_at", direction="nearest", tolerance=rules.location_tolerance,
     ).dropna(subset=["latitude", "longitude"])
@@ -442,29 +443,15 @@ def _charging_locations(starts: pd.Series, fixes: pd.DataFrame, rules: PowerRule
 
 
 def _fixes(locations: pd.DataFrame | None) -> pd.DataFrame:
-    fixes = _with_columns(locations, ("device_id", "recorded_at", "latitude", "longitude"))
+    fixes = with_columns(locations, ("device_id", "recorded_at", "latitude", "longitude"))
     fixes = fixes[["device_id", "recorded_at", "latitude", "longitude"]].dropna()
-    return fixes.assign(recorded_at=_utc(fixes["recorded_at"])).sort_values("recorded_at")
+    return fixes.assign(recorded_at=utc(fixes["recorded_at"])).sort_values("recorded_at")
 
 
-# -- small helpers (same as in the other stage modules) ----------------------------------------------
-def _with_columns(frame: pd.DataFrame | None, columns) -> pd.DataFrame:
-    frame = pd.DataFrame() if frame is None else frame
-    missing = {c: None for c in columns if c not in frame.columns}
-    return frame.assign(**missing) if missing else frame
-
-
-def _utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).dt.as_unit("us")
-
-
+# -- small helpers (shared ones live in loom_assets.stages.frames) ----------------------------------
 def _ts(value: Any) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _iso(at: pd.Timestamp) -> str:
-    return pd.Timestamp(at).tz_convert("UTC").as_unit("us").isoformat()
 
 
 def _hours(delta: pd.Timedelta) -> float:
@@ -473,21 +460,3 @@ def _hours(delta: pd.Timedelta) -> float:
 
 def _truthy(value: Any) -> bool:
     return False if value is None or pd.isna(value) else bool(value)
-
-
-def _float(value: Any) -> float:
-    try:
-        return math.nan if value is None or pd.isna(value) else float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _typed_frame(rows: list[dict], dtypes: Mapping[str, str]) -> pd.DataFrame:
-    """Rows -> a DataFrame with exactly these columns, in this order, with these dtypes."""
-    frame = pd.DataFrame.from_records(rows, columns=list(dtypes))
-    for column, dtype in dtypes.items():
-        if dtype.startswith("datetime64"):
-            frame[column] = _utc(frame[column])
-        else:
-            frame[column] = frame[column].astype(dtype)
-    return frame

@@ -25,7 +25,7 @@ from loom_assets.embedded.timescale import start_timescale
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".loom"
 
 
@@ -37,7 +37,7 @@ def apache_broker(tmp_path: Path):
     """A fresh Apache Kafka broker (jars cached in .loom/kafka/libs); skipped without Java."""
     if shutil.which("java") is None:
         pytest.skip("java is not installed: the Apache Kafka broker needs a JRE 17+")
-    broker = KafkaBroker(tmp_path / "kafka", libs_dir=CACHE / "kafka" / "libs")
+    broker = KafkaBroker(tmp_path / "kafka", libs_dir=CACHE / "cache" / "kafka-libs")
     broker.start()
     yield broker
     broker.stop()
