@@ -1,0 +1,52 @@
+"""The window sensor as the daemon runs it, and the demo producer through the whole platform."""
+
+from datetime import UTC, datetime
+
+import pytest
+from dagster import DagsterInstance, RunRequest, build_sensor_context
+
+from tests.integration.test_spine import flat, invoke, produce, table
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_sensor_plans_before_requesting_and_repeats_the_same_run_key(loom_env, monkeypatch):
+    from loom_assets import definitions
+    from loom_assets.sensors import kafka_windows
+
+    flow = definitions.flow_named("app_lifecycle")
+    sensor = next(s for s in definitions.defs.sensors if s.name == "app_lifecycle_windows")
+    produce(loom_env["bootstrap"], [("os.events.app_lifecycle.raw", flat(datetime.now(UTC), app_identifier="a",
+                                                                         event_type="launch"))])
+    # Evaluate as if the window in progress had just closed.
+    later = datetime.now(UTC) + flow.window
+    monkeypatch.setattr(kafka_windows, "datetime", type("Clock", (), {"now": staticmethod(lambda tz=None: later)}))
+
+    def evaluate():
+        with build_sensor_context(instance=DagsterInstance.get(), definitions=definitions.defs,
+                                  resources=definitions.resources()) as context:
+            result = sensor.evaluate_tick(context)
+            return result.run_requests, result.cursor
+
+    requests, cursor = evaluate()
+    assert len(requests) == 1 and isinstance(requests[0], RunRequest)
+    assert requests[0].run_key.startswith(requests[0].partition_key + ":")  # window + plan hash
+    assert len(cursor) < 32  # the offset log is the state, not the cursor
+    with definitions.resources()["warehouse"].connect() as conn:
+        planned = conn.execute(
+            "SELECT sum(end_offset - start_offset) FROM loom_offset_log WHERE flow = 'app_lifecycle'"
+        ).fetchone()[0]
+    assert planned == 1
+    again, _ = evaluate()
+    assert [r.run_key for r in again] == [requests[0].run_key]
+
+
+def test_demo_events_land_in_every_table_without_errors(loom_env):
+    invoke("replay", "--demo", "--minutes", "20", "--devices", "2")
+    invoke("process", "--through-now")
+    url = loom_env["database_url"]
+    assert len(table(url, "processing_errors", order="source_offset")) == 0
+    for name in ("app_lifecycle_raw", "app_lifecycle_enriched", "power_state_raw", "power_state_enriched",
+                 "power_state_patterns", "network_events_raw", "network_events_enriched",
+                 "network_events_location_correlated", "location_raw"):
+        assert len(table(url, name, order="1")) > 0, name
