@@ -44,14 +44,15 @@ from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.warehouse import Warehouse, offsets_metadata
 from loom_assets.settings import settings
 from loom_assets.stages.landing import land
-from loom_assets.windows import OffsetRange, partitions_def, window_from_key, window_size
+from loom_assets.windows import partitions_def, window_from_key, window_size
 
 # Single-run backfills (a range of windows in one run) are how Loom backfills; Dagster marks
 # the parameter beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 RAW_LOGIC_VERSION = "1"
-# DESIGN §3 / SPEC §1: transient faults (broker, database) retry; record faults never fail a run.
+# SPEC §1: every flow's database_writer retries 5 times with a 2 s backoff. Only transient faults
+# (broker, database) fail a run; record faults become error rows.
 RAW_RETRY = RetryPolicy(max_retries=5, delay=2, backoff=Backoff.EXPONENTIAL)
 
 
@@ -282,9 +283,6 @@ def commit_consumer_group(flow: Flow):
         kafka.commit(flow.consumer_group, forward)
 
     return commit
-
-
-__all__ = ["Flow", "OffsetRange"]
 
 
 def model_version(context) -> str:

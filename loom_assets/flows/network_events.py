@@ -4,7 +4,7 @@ import hashlib
 import os
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, RetryPolicy
+from dagster import AssetKey, RetryPolicy
 
 from loom_assets.flows.base import Flow
 from loom_assets.resources.warehouse import Warehouse
