@@ -37,9 +37,6 @@ class Settings:
     max_message_bytes: int = field(
         default_factory=lambda: int(_env("LOOM_MAX_MESSAGE_BYTES", str(10 * 1024 * 1024)))
     )
-    publish_outputs: bool = field(
-        default_factory=lambda: _env("LOOM_PUBLISH_OUTPUTS", "false").lower() in ("1", "true", "yes")
-    )
 
 
 def window_override(flow: str) -> timedelta | None:
