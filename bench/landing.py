@@ -133,15 +133,23 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_mib() -> float:
-    """VmHWM (resettable) when available, else ru_maxrss (the whole process's peak)."""
+def _status_mib(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def peak_rss_mib() -> float:
+    """VmHWM (resettable) when available, else ru_maxrss (the whole process's peak)."""
+    return _status_mib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    return _status_mib("VmRSS") or float("nan")
 
 
 def count_rows(url: str, table: str) -> int:
@@ -282,7 +290,7 @@ def main() -> None:
         print(f"planned window {key}: {big.records} records in {len(big.ranges)} ranges", flush=True)
 
         reset_peak_rss()
-        rss_before = peak_rss_mib()
+        loom_rss_start = current_rss_mib()
         t0 = time.monotonic()
         result = raw_job.execute_in_process(partition_key=key, instance=instance, tags={"loom/flow": FLOW},
                                             raise_on_error=True)
@@ -301,6 +309,7 @@ def main() -> None:
             conn.execute(f"CREATE TABLE {BARE_TABLE} (LIKE {FLOW}_raw INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
                          " INCLUDING INDEXES)")
         reset_peak_rss()
+        bare_rss_start = current_rss_mib()
         t0 = time.monotonic()
         bare_rows = bare_landing(broker.bootstrap_servers, url, ends, big.start)
         bare_s = time.monotonic() - t0
@@ -348,8 +357,9 @@ def main() -> None:
             f"  ratio loom/bare      : {loom_rate / bare_rate:.2f} (target >= 0.5)\n"
             f"  one-window run median: {statistics.median(run_times):.2f} s over {len(run_times)} runs\n"
             f"  peak RSS             : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB "
-            f"(process); loom landing phase {loom_rss:,.0f} MiB (from {rss_before:,.0f}), "
-            f"bare phase {bare_rss:,.0f} MiB\n"
+            f"(whole process, ru_maxrss)\n"
+            f"    loom landing phase : peak {loom_rss:,.0f} MiB (+{loom_rss - loom_rss_start:,.0f} over {loom_rss_start:,.0f})\n"
+            f"    bare phase         : peak {bare_rss:,.0f} MiB (+{bare_rss - bare_rss_start:,.0f} over {bare_rss_start:,.0f})\n"
             f"  rows                 : app_lifecycle_raw {landed}, {BARE_TABLE} {bare_rows}"
         )
     finally:

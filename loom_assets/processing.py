@@ -15,6 +15,8 @@ from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
 from loom_assets.sensors.reprocessing import stale_chunks
 
 RUN_KEY_TAG = "loom/run_key"
+# Headless runs print what matters (window, counts, failures), not every Dagster event.
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def _resources():
@@ -46,6 +48,7 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
                     partition_key=request.partition_key,
                     instance=instance,
                     tags={**request.tags, RUN_KEY_TAG: request.run_key},
+                    run_config=QUIET,
                     raise_on_error=False,
                 )
                 if not result.success:
@@ -74,7 +77,7 @@ def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submi
             instance.submit_run(created.run_id, workspace=None)
             continue
         result = job.get_subset(asset_selection=set(chunk.assets)).execute_in_process(
-            instance=instance, tags=chunk.tags, raise_on_error=False
+            instance=instance, tags=chunk.tags, run_config=QUIET, raise_on_error=False
         )
         ok = ok and result.success
     return ok

@@ -412,8 +412,13 @@ def _resolve_libs(libs_dir: Path) -> Path:
 
 
 def new_cluster_id() -> str:
-    """A fresh KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A fresh KRaft cluster id: 16 random bytes, URL-safe base64 without padding; never one
+    starting with "-", which the storage tool would read as an option (as Kafka's own
+    generator avoids)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(data_dir: Path, port: int, controller_port: int) -> str:

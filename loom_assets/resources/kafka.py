@@ -109,31 +109,42 @@ class KafkaResource(ConfigurableResource):
         fault: the run's RetryPolicy re-reads the same planned range).
         """
         pending = {(r.topic, r.partition): r for r in ranges if r.end > r.start}
+        remaining = sum(r.count for r in pending.values())
         if not pending:
             return
         with self._consumer(group_id) as consumer:
             consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in pending.values()])
             last_progress = time.monotonic()
+
+            def done(tp: tuple[str, int]) -> None:
+                del pending[tp]
+                consumer.incremental_unassign([TopicPartition(*tp)])
+
             while pending:
-                batch = consumer.consume(num_messages=5000, timeout=1.0)
+                # Ask for no more than is left: consume() waits its whole timeout for a full batch.
+                batch = consumer.consume(num_messages=max(1, min(5000, remaining)), timeout=1.0)
                 if not batch and time.monotonic() - last_progress > idle_timeout_s:
                     raise BrokerUnavailable(
                         f"no progress reading {sorted(pending)} for {idle_timeout_s} s"
                     )
                 for message in batch:
                     tp = (message.topic(), message.partition())
+                    planned = pending.get(tp)
                     if message.error():
+                        # End of partition past the plan: the last offsets were not records
+                        # (transaction markers), so the range is complete.
                         if message.error().code() == KafkaError._PARTITION_EOF:
+                            if planned is not None and message.offset() >= planned.end:
+                                done(tp)
                             continue
                         raise BrokerUnavailable(f"reading {tp}: {message.error()}")
-                    planned = pending.get(tp)
                     if planned is None or message.offset() >= planned.end:
                         continue
                     last_progress = time.monotonic()
+                    remaining -= 1
                     yield _record(message)
                     if message.offset() + 1 >= planned.end:
-                        del pending[tp]
-                        consumer.incremental_unassign([TopicPartition(*tp)])
+                        done(tp)
 
     def commit(self, group_id: str, ends: Mapping[tuple[str, int], int]) -> None:
         """Commit `ends` for the consumer group, so standard Kafka lag tools see Loom's progress."""
@@ -205,14 +216,15 @@ class KafkaResource(ConfigurableResource):
 
 
 def _record(message) -> Record:
-    kind, millis = message.timestamp()
+    _, millis = message.timestamp()
+    headers = message.headers()
     return Record(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        key=message.key(),
-        value=message.value(),
-        timestamp=datetime.fromtimestamp(millis / 1000, UTC) if millis and millis > 0 else None,
-        headers={k: v for k, v in (message.headers() or []) if v is not None},
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        message.key(),
+        message.value(),
+        datetime.fromtimestamp(millis / 1000, UTC) if millis > 0 else None,
+        {k: v for k, v in headers if v is not None} if headers else {},
     )
 
