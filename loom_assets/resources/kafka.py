@@ -3,7 +3,7 @@
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -224,7 +224,7 @@ def _record(message) -> Record:
         message.offset(),
         message.key(),
         message.value(),
-        datetime.fromtimestamp(millis / 1000, UTC) if millis > 0 else None,
+        millis if millis > 0 else None,
         {k: v for k, v in headers if v is not None} if headers else {},
     )
 

@@ -178,34 +178,44 @@ def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _copy_values(column: pd.Series) -> list:
-    """A column as values COPY sends fast: ISO text for times (psycopg's datetime dumping is
-    slow), JSON text for dicts/lists, None for NaN/NaT, plain Python scalars otherwise."""
-    missing = column.isna().to_numpy()
-    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
-        naive = pd.to_datetime(column, utc=True).dt.tz_localize(None).to_numpy()
-        values = np.char.add(np.datetime_as_string(naive, unit="us"), "+00").astype(object)
-    elif column.dtype == object:
-        values = np.array([json.dumps(v, default=str) if isinstance(v, dict | list) else v for v in column],
-                          dtype=object)
+# PostgreSQL's binary timestamptz is int64 microseconds since 2000-01-01 UTC, byte for byte an
+# int8: times go to binary COPY as int8 computed a column at a time, not as datetime objects.
+TIMESTAMPTZ_OID, INT8_OID = 1184, 20
+PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
+
+
+def _copy_column(column: pd.Series, oid: int) -> tuple[list, int]:
+    """A column as the Python values binary COPY takes, with the type to send them as: None for
+    NaN/NaT, dicts for jsonb, scalars otherwise."""
+    if oid == TIMESTAMPTZ_OID and not column.empty:
+        utc = pd.to_datetime(column, utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
+        values = (utc - PG_EPOCH).astype("int64").astype(object)
+        oid = INT8_OID
     else:
-        values = column.to_numpy(dtype=object)
+        values = np.array(column.to_numpy(dtype=object), dtype=object)
+    missing = column.isna().to_numpy()
     if missing.any():
         values[missing] = None
-    return values.tolist()
+    return values.tolist(), oid
 
 
 def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> int:
-    """COPY `frame` into `table` (columns by name). Native partitions for its days are made first."""
+    """Binary COPY of `frame` into `table` (columns by name, typed by the table). Native
+    partitions for its days are made first."""
     if frame.empty:
         return 0
     ensure_partitions(conn, table, frame)
     columns = list(frame.columns)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+    types = dict(conn.execute(
+        "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
+        (table,),
+    ).fetchall())
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    values = [_copy_values(frame[c]) for c in columns]
+    values, oids = zip(*(_copy_column(frame[c], types[c]) for c in columns))
     with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types(list(oids))
         for row in zip(*values, strict=True):
             copy.write_row(row)
     return len(frame)

@@ -24,11 +24,15 @@ class Landing:
     errors: pd.DataFrame
 
 
+HEAD_COLUMNS = ("window_start", *ENVELOPE_COLUMNS, *LINEAGE_COLUMNS)
+
+
 def raw_columns(topics: Iterable[str]) -> list[str]:
+    """Every raw table: the window, the envelope, the lineage, then the payload fields."""
     payload: list[str] = []
     for topic in topics:
         payload += [c for c in payload_columns(topic) if c not in payload]
-    return ["window_start", *ENVELOPE_COLUMNS, *LINEAGE_COLUMNS, *payload]
+    return [*HEAD_COLUMNS, *payload]
 
 
 def land(
@@ -39,6 +43,8 @@ def land(
     max_message_bytes: int,
 ) -> Landing:
     """Decode `(window_start, record)` pairs into raw rows and error rows (original bytes kept)."""
+    columns = raw_columns(topics)
+    payload = columns[len(HEAD_COLUMNS):]
     rows, errors = [], []
     for window_start, record in records:
         try:
@@ -49,20 +55,18 @@ def land(
                 )
             message = decode(
                 record.topic, record.value, partition=record.partition, offset=record.offset,
-                kafka_timestamp=record.timestamp, headers=record.headers,
+                kafka_timestamp_ms=record.timestamp_ms, headers=record.headers,
             )
         except InvalidMessage as error:
             errors.append(_error_row(flow, window_start, record, error))
             continue
-        rows.append({
-            "window_start": window_start,
-            **message.row(),
-            "source_topic": record.topic,
-            "source_partition": record.partition,
-            "source_offset": record.offset,
-            "ingested_at": ingested_at,
-        })
-    columns = raw_columns(topics)
+        fields = message.payload.__dict__  # the validated fields, without model_dump's copy
+        rows.append((
+            window_start, message.device_id, message.recorded_at, message.received_at,
+            message.schema_version, message.message_id, message.trace_id,
+            record.topic, record.partition, record.offset, ingested_at,
+            *[fields.get(name) for name in payload],
+        ))
     frame = pd.DataFrame.from_records(rows, columns=columns)
     for column in ("window_start", "recorded_at", "received_at", "ingested_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)

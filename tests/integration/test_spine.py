@@ -91,6 +91,9 @@ def test_messages_land_in_every_table_traceable_to_their_offsets(loom_env):
     assert raw["device_id"].eq(DEVICE).all()
     # The nested envelope has no message_id: one is derived from the record's place in the log.
     assert raw["message_id"].notna().all()
+    # Event times survive to the microsecond (the wire format has them to the microsecond).
+    sent = sorted(pd.Timestamp(_ts(now - timedelta(minutes=2) + timedelta(seconds=s))) for s in (0, 1, 61, 70))
+    assert sorted(raw["recorded_at"]) == sent
 
     enriched = table(url, "app_lifecycle_enriched")
     assert len(enriched) == 4

@@ -48,7 +48,9 @@ def test_nested_unified_envelope_takes_event_time_from_data_and_derives_a_stable
 def test_kafka_timestamp_is_the_last_resort_for_event_time():
     body = {"device_id": DEVICE, "data": {"ssid": "x", "connected": True}, "timestamp": None}
     at = datetime(2025, 1, 1, tzinfo=UTC)
-    assert decode("device.network.wifi.raw", encode(body), partition=0, offset=0, kafka_timestamp=at).recorded_at == at
+    decoded = decode("device.network.wifi.raw", encode(body), partition=0, offset=0,
+                     kafka_timestamp_ms=int(at.timestamp() * 1000))
+    assert decoded.recorded_at == at
 
 
 @pytest.mark.parametrize("version", ["1.0", "v1", "1.0.0", "1", "1.7"])

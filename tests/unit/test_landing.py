@@ -11,7 +11,7 @@ TOPIC = "device.sensor.power.raw"
 
 
 def record(offset: int, value: bytes) -> tuple[datetime, Record]:
-    return WINDOW, Record(TOPIC, 0, offset, b"dev", value, WINDOW, {})
+    return WINDOW, Record(TOPIC, 0, offset, b"dev", value, int(WINDOW.timestamp() * 1000), {})
 
 
 def reading(level) -> bytes:
