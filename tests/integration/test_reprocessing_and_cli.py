@@ -109,3 +109,39 @@ def test_the_asset_graph_matches_its_snapshot():
     if not expected_path.exists() or os.environ.get("LOOM_UPDATE_SNAPSHOTS"):
         expected_path.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
     assert snapshot == json.loads(expected_path.read_text())
+
+
+@pytest.mark.integration
+def test_a_range_of_windows_backfills_in_one_run_each_row_in_its_own_window(loom_env):
+    """Single-run backfill: one run reads every window's planned range and writes the range."""
+    from loom_assets import definitions
+    from loom_assets.windows import OffsetRange, partition_key, window_of
+
+    flow = definitions.flow_named("app_lifecycle")
+    warehouse = definitions.resources()["warehouse"]
+    topic = "os.events.app_lifecycle.raw"
+    now = datetime.now(UTC)
+    produce(loom_env["bootstrap"], [(topic, flat(now, app_identifier=f"a{i}", event_type="launch")) for i in range(6)])
+    # Plan two past windows by hand: offsets 0-2 in the first, 3-5 in the second.
+    first = window_of(now, flow.window) - 3 * flow.window
+    second = first + flow.window
+    partition = next(p for (t, p) in definitions.resources()["kafka"].partitions([topic])
+                     if definitions.resources()["kafka"].watermarks([(t, p)])[(t, p)][1] == 6)
+    warehouse.record_plan(flow.name, first, second, [OffsetRange(topic, partition, 0, 3)])
+    warehouse.record_plan(flow.name, second, second + flow.window, [OffsetRange(topic, partition, 3, 6)])
+
+    run([*DAGSTER, "asset", "materialize", "-m", "loom_assets.definitions",
+         "--select", "app_lifecycle/raw,app_lifecycle/enriched",
+         "--partition-range", f"{partition_key(first)}...{partition_key(second)}"])
+
+    raw = table(loom_env["database_url"], "app_lifecycle_raw")
+    assert raw.groupby("window_start")["source_offset"].apply(list).to_dict() == {
+        pd.Timestamp(first): [0, 1, 2], pd.Timestamp(second): [3, 4, 5]}
+    enriched = table(loom_env["database_url"], "app_lifecycle_enriched")
+    assert sorted(enriched["source_offset"]) == list(range(6))
+    from dagster import AssetKey, DagsterInstance
+
+    runs = DagsterInstance.get().get_runs()
+    assert len(runs) == 1  # one run for the whole range
+    materialized = DagsterInstance.get().get_materialized_partitions(AssetKey(["app_lifecycle", "raw"]))
+    assert materialized == {partition_key(first), partition_key(second)}

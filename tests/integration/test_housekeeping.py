@@ -1,0 +1,29 @@
+"""Daily housekeeping: expired offset-log entries go, but each partition's newest one stays."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from dagster import DagsterInstance
+
+from loom_assets.windows import OffsetRange
+
+pytestmark = pytest.mark.integration
+
+
+def test_housekeeping_prunes_the_offset_log_but_keeps_where_the_next_window_starts(loom_env):
+    from loom_assets import definitions
+    from loom_assets.housekeeping import housekeeping_job
+
+    warehouse = definitions.resources()["warehouse"]
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    for i in range(3):
+        start = old + i * timedelta(minutes=5)
+        warehouse.record_plan("app_lifecycle", start, start + timedelta(minutes=5),
+                              [OffsetRange("os.events.app_lifecycle.raw", 0, i, i + 1)])
+    result = housekeeping_job.execute_in_process(instance=DagsterInstance.get(), resources=definitions.resources())
+    assert result.success
+    latest, ends = warehouse.last_planned("app_lifecycle")
+    assert latest == old + timedelta(minutes=10)
+    assert ends == {("os.events.app_lifecycle.raw", 0): 3}
+    with warehouse.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM loom_offset_log").fetchone()[0] == 1
