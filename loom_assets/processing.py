@@ -4,15 +4,18 @@
 calls, then the flow's job for each window, with the sensor's run keys so nothing runs twice.
 """
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.utils import make_new_backfill_id
 from tqdm import tqdm
 
 from loom_assets.flows.base import Flow
 from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
-from loom_assets.sensors.reprocessing import stale_chunks
+from loom_assets.sensors.reprocessing import StaleChunk, stale_chunks
 
 RUN_KEY_TAG = "loom/run_key"
 # Headless runs print what matters (window, counts, failures), not every Dagster event.
@@ -61,26 +64,45 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
 
 def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submit: bool = False,
                    echo: Callable[[str], None] = print) -> bool:
-    """Re-run stale windows of `flow` chunk by chunk (single-run backfills of consecutive windows)."""
+    """Re-run stale windows of `flow` chunk by chunk: here, one run per chunk, or (`submit`) as
+    Dagster backfills that the daemon runs and the UI shows."""
     defs, _ = _resources()
     chunks = stale_chunks(instance, flow, since)
     if not chunks:
         echo(f"{flow.name}: no stale windows since {since:%Y-%m-%d %H:%M}")
         return True
-    echo(f"{flow.name}: {sum(c.windows for c in chunks)} stale windows in {len(chunks)} chunk(s)")
+    echo(f"{flow.name}: {sum(len(c.windows) for c in chunks)} stale windows in {len(chunks)} chunk(s)")
+    if submit:
+        for chunk in chunks:
+            echo(f"  backfill {submit_backfill(instance, defs, chunk)}: {chunk.first} … {chunk.last}")
+        return True
     job = defs.resolve_job_def(flow.job.name)
     ok = True
     for chunk in tqdm(chunks, desc=f"reprocess {flow.name}", unit="chunk"):
-        if submit:
-            run = job.get_subset(asset_selection=set(chunk.assets))
-            created = instance.create_run_for_job(run, tags=chunk.tags, asset_selection=frozenset(chunk.assets))
-            instance.submit_run(created.run_id, workspace=None)
-            continue
         result = job.get_subset(asset_selection=set(chunk.assets)).execute_in_process(
-            instance=instance, tags=chunk.tags, run_config=QUIET, raise_on_error=False
+            instance=instance, tags=chunk.range_tags, run_config=QUIET, raise_on_error=False
         )
         ok = ok and result.success
     return ok
+
+
+def submit_backfill(instance: DagsterInstance, defs, chunk: StaleChunk) -> str:
+    """Queue `chunk` as a Dagster backfill (single-run: one run for its range of windows)."""
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=list(chunk.windows),
+        asset_selection=list(chunk.assets),
+        backfill_timestamp=time.time(),
+        tags=chunk.tags,
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=f"Reprocess {chunk.flow} {chunk.first} … {chunk.last}",
+        description="Windows materialized with an older code version (model or rules).",
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
 
 
 def flow_status(instance: DagsterInstance, flow: Flow) -> dict:

@@ -29,16 +29,28 @@ CHUNKS_PER_TICK = 4
 
 @dataclass(frozen=True)
 class StaleChunk:
+    """Consecutive stale windows of one flow, re-run together as one single-run backfill."""
+
     flow: str
-    first: str
-    last: str
+    windows: tuple[str, ...]
     assets: tuple[AssetKey, ...]
-    windows: int
+
+    @property
+    def first(self) -> str:
+        return self.windows[0]
+
+    @property
+    def last(self) -> str:
+        return self.windows[-1]
 
     @property
     def tags(self) -> dict[str, str]:
-        return {ASSET_PARTITION_RANGE_START_TAG: self.first, ASSET_PARTITION_RANGE_END_TAG: self.last,
-                "loom/reprocess": "true", "loom/flow": self.flow}
+        return {"loom/reprocess": "true", "loom/flow": self.flow}
+
+    @property
+    def range_tags(self) -> dict[str, str]:
+        """Tags that make one run cover the whole chunk (what a single-run backfill launches)."""
+        return {**self.tags, ASSET_PARTITION_RANGE_START_TAG: self.first, ASSET_PARTITION_RANGE_END_TAG: self.last}
 
 
 def stale_windows(instance: DagsterInstance, flow: Flow, since: datetime) -> dict[str, set[AssetKey]]:
@@ -87,7 +99,7 @@ def _chunk(flow: Flow, windows: Sequence[str], stale: dict[str, set[AssetKey]]) 
     keys = set().union(*(stale[w] for w in windows))
     # Keep the flow's stage order, so a stage runs after the stages it reads.
     ordered = tuple(s.key for s in flow.stages if s.key in keys)
-    return StaleChunk(flow.name, windows[0], windows[-1], ordered, len(windows))
+    return StaleChunk(flow.name, tuple(windows), ordered)
 
 
 def reprocess_schedule(flow: Flow):
@@ -103,7 +115,7 @@ def reprocess_schedule(flow: Flow):
             return SkipReason("no stale windows")
         return [
             RunRequest(run_key=f"reprocess:{c.first}:{c.last}:{'+'.join(k.path[-1] for k in c.assets)}",
-                       asset_selection=list(c.assets), tags=c.tags)
+                       asset_selection=list(c.assets), tags=c.range_tags)
             for c in chunks
         ]
 

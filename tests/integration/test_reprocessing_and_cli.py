@@ -49,6 +49,15 @@ def test_bumping_the_category_mapping_reprocesses_beside_the_old_rows(loom_env, 
     bumped = {"LOOM_APP_CATEGORIES_PATH": str(path)}
 
     since = datetime.now(UTC).date().isoformat()
+    # --submit queues a Dagster backfill of the stale windows for the daemon (and the UI).
+    out = run([*LOOM, "reprocess", "--flow", "app_lifecycle", "--since", since, "--submit"], bumped)
+    from dagster import AssetKey, DagsterInstance
+
+    [backfill] = DagsterInstance.get().get_backfills()
+    assert backfill.asset_selection == [AssetKey(["app_lifecycle", "enriched"])]
+    assert backfill.tags["loom/reprocess"] == "true"
+    assert "backfill" in out
+
     out = run([*LOOM, "reprocess", "--flow", "app_lifecycle", "--since", since], bumped)
     assert "1 stale windows" in out
 
