@@ -133,6 +133,19 @@ def status(as_json: bool) -> None:
         click.echo(f"  errors: {item['errors']}")
 
 
+@main.command("serve-metrics")
+@click.option("--port", default=9464, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def serve_metrics(port: int, host: str) -> None:
+    """Serve Prometheus metrics on /metrics, with /healthz and /readyz."""
+    from loom_assets.metrics import metrics_server
+
+    resources = _defs().resources()
+    server = metrics_server(port, _flows(None), resources["warehouse"], resources["kafka"], _instance(), host)
+    click.echo(f"metrics on http://{host}:{port}/metrics")
+    server.serve_forever()
+
+
 @main.command()
 @click.option("--flow", "flow_name", required=True)
 @click.option("--since", required=True, help="ISO date or time (UTC).")
@@ -196,8 +209,10 @@ def dev(port: int, no_demo: bool) -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a plain `kill` also stops the services
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
                "-w", str(PROJECT_ROOT / "workspace.yaml")]
-    # `dagster dev` ignores SIGINT if it inherits it ignored: reset it for the child.
-    child = subprocess.Popen(command, cwd=PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # `dagster dev` ignores SIGINT if it inherits it ignored: reset it for the child. It runs in
+    # DAGSTER_HOME, beside its own dagster.yaml (the repository's copy would only confuse it).
+    child = subprocess.Popen(command, cwd=os.environ["DAGSTER_HOME"],
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         child.wait()
     except KeyboardInterrupt:
