@@ -202,7 +202,7 @@ def dev(port: int, no_demo: bool) -> None:
     apply_migrations(stack.environment["DATABASE_URL"])
     created = _defs().resources()["kafka"].create_topics(topic_specs())
     click.echo(f"migrations applied; {len(created)} topic(s) created")
-    _instance()
+    _fail_orphaned_runs(_instance())
     if not no_demo:
         threading.Thread(target=_demo_forever, daemon=True).start()
     click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
@@ -223,6 +223,17 @@ def dev(port: int, no_demo: bool) -> None:
             child.kill()
     finally:
         stack.stop()
+
+
+def _fail_orphaned_runs(instance) -> None:
+    """Runs a previous `loom dev` left started died with it; marked failed, they free their
+    run-queue slots (and their windows can be re-run)."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    live = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+    for run in instance.get_runs(RunsFilter(statuses=live)):
+        instance.report_run_failed(run, "the Dagster process running it stopped (loom dev restarted)")
+        click.echo(f"marked orphaned run {run.run_id} failed")
 
 
 def _stop_on_sigterm(signum, frame) -> None:
