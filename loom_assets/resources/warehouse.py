@@ -8,7 +8,6 @@ one transaction. Tables come from the `sql/` migrations, never from DataFrame dt
 
 import contextlib
 import io
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
