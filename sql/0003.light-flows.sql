@@ -4,16 +4,30 @@
 -- Retention and compression: SPEC §1.3 and §1.10 (30 days, compression after 7 days, the
 -- defaults); SPEC §1.11 for network (chunk 7 days, compression after 30 days, retention 90 days).
 
-SELECT loom_create_timeseries('app_lifecycle_enriched', $cols$
-    window_start            timestamptz NOT NULL,
-    device_id               text NOT NULL,
-    recorded_at             timestamptz NOT NULL,
-    model_version           text NOT NULL,
-    source_topic            text NOT NULL,
-    source_partition        integer NOT NULL,
-    source_offset           bigint NOT NULL,
-    message_id              text,
-    trace_id                text,
+-- A stage table with one row per raw event: its window, device, event time, model version and
+-- the Kafka record it came from, then the stage's own columns.
+CREATE OR REPLACE FUNCTION loom_create_event_table(
+    table_name     text,
+    columns        text,
+    retention      interval DEFAULT interval '30 days',
+    compress_after interval DEFAULT interval '7 days',
+    chunk_interval interval DEFAULT interval '1 day'
+) RETURNS text LANGUAGE sql AS $fn$
+    SELECT loom_create_timeseries(table_name, $lineage$
+        window_start     timestamptz NOT NULL,
+        device_id        text NOT NULL,
+        recorded_at      timestamptz NOT NULL,
+        model_version    text NOT NULL,
+        source_topic     text NOT NULL,
+        source_partition integer NOT NULL,
+        source_offset    bigint NOT NULL,
+        message_id       text,
+        trace_id         text,
+    $lineage$ || columns, time_column => 'recorded_at', retention => retention,
+        compress_after => compress_after, chunk_interval => chunk_interval);
+$fn$;
+
+SELECT loom_create_event_table('app_lifecycle_enriched', $cols$
     app_identifier          text NOT NULL,
     app_name                text,
     event_type              text NOT NULL,
@@ -27,18 +41,9 @@ SELECT loom_create_timeseries('app_lifecycle_enriched', $cols$
     session_open            boolean NOT NULL,
     is_crash                boolean NOT NULL,
     session_flag            text
-$cols$, time_column => 'recorded_at', retention => interval '30 days', compress_after => interval '7 days');
+$cols$, retention => interval '30 days', compress_after => interval '7 days');
 
-SELECT loom_create_timeseries('power_state_enriched', $cols$
-    window_start                     timestamptz NOT NULL,
-    device_id                        text NOT NULL,
-    recorded_at                      timestamptz NOT NULL,
-    model_version                    text NOT NULL,
-    source_topic                     text NOT NULL,
-    source_partition                 integer NOT NULL,
-    source_offset                    bigint NOT NULL,
-    message_id                       text,
-    trace_id                         text,
+SELECT loom_create_event_table('power_state_enriched', $cols$
     battery_level                    double precision,
     is_charging                      boolean,
     power_source                     text,
@@ -55,7 +60,7 @@ SELECT loom_create_timeseries('power_state_enriched', $cols$
     charging_session_start           timestamptz,
     rate_segment_start               timestamptz,
     rate_segment_start_level         double precision
-$cols$, time_column => 'recorded_at', retention => interval '30 days', compress_after => interval '7 days');
+$cols$, retention => interval '30 days', compress_after => interval '7 days');
 
 SELECT loom_create_timeseries('power_state_patterns', $cols$
     window_start  timestamptz NOT NULL,
@@ -69,16 +74,7 @@ SELECT loom_create_timeseries('power_state_patterns', $cols$
     sample_count  integer
 $cols$, time_column => 'window_start', retention => interval '30 days', compress_after => interval '7 days');
 
-SELECT loom_create_timeseries('network_events_enriched', $cols$
-    window_start     timestamptz NOT NULL,
-    device_id        text NOT NULL,
-    recorded_at      timestamptz NOT NULL,
-    model_version    text NOT NULL,
-    source_topic     text NOT NULL,
-    source_partition integer NOT NULL,
-    source_offset    bigint NOT NULL,
-    message_id       text,
-    trace_id         text,
+SELECT loom_create_event_table('network_events_enriched', $cols$
     ssid             text,
     bssid            text,
     signal_strength  integer,
@@ -92,18 +88,10 @@ SELECT loom_create_timeseries('network_events_enriched', $cols$
     category_reason  text NOT NULL,
     frequency_band   text CHECK (frequency_band IN ('2.4GHz','5GHz','6GHz')),
     signal_quality   text CHECK (signal_quality IN ('excellent','good','fair','weak'))
-$cols$, time_column => 'recorded_at', retention => interval '90 days', compress_after => interval '30 days',
+$cols$, retention => interval '90 days', compress_after => interval '30 days',
    chunk_interval => interval '7 days');
 
-SELECT loom_create_timeseries('network_events_location_correlated', $cols$
-    window_start       timestamptz NOT NULL,
-    device_id          text NOT NULL,
-    recorded_at        timestamptz NOT NULL,
-    model_version      text NOT NULL,
-    source_topic       text NOT NULL,
-    source_partition   integer NOT NULL,
-    source_offset      bigint NOT NULL,
-    message_id         text,
+SELECT loom_create_event_table('network_events_location_correlated', $cols$
     ssid               text,
     bssid              text,
     network_category   text NOT NULL,
@@ -112,5 +100,5 @@ SELECT loom_create_timeseries('network_events_location_correlated', $cols$
     accuracy           double precision,
     fix_recorded_at    timestamptz NOT NULL,
     fix_offset_seconds double precision NOT NULL
-$cols$, time_column => 'recorded_at', retention => interval '90 days', compress_after => interval '30 days',
+$cols$, retention => interval '90 days', compress_after => interval '30 days',
    chunk_interval => interval '7 days');

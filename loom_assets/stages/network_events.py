@@ -105,6 +105,7 @@ CORRELATED_DTYPES: dict[str, str] = {
     "source_partition": "Int64",
     "source_offset": "Int64",
     "message_id": "str",
+    "trace_id": "str",
     "ssid": "str",
     "bssid": "str",
     "network_category": "str",
