@@ -131,6 +131,10 @@ def test_messages_land_in_every_table_traceable_to_their_offsets(loom_env):
     ranges = metadata["offsets"].value
     assert sum(int(r.split(",")[1].strip(" )")) - int(r.split(",")[0].strip("[ ")) for r in ranges.values()) == 4
     assert metadata["dagster/row_count"].value == 4
+    assert metadata["dagster/table_name"].value == "public.app_lifecycle_raw"
+    columns = {c.name for c in metadata["dagster/column_schema"].value.columns}
+    assert {"source_topic", "source_partition", "source_offset", "ingested_at", "app_identifier"} <= columns
+    assert (metadata["rows"].value, metadata["errors"].value) == (4, 0)
 
     # The consumer group committed the landed ends, so Kafka lag tools see Loom.
     status = json.loads(invoke("status", "--json"))
