@@ -1,7 +1,7 @@
 """Kafka, through confluent-kafka. Every broker call carries a timeout (DESIGN §3)."""
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -87,20 +87,25 @@ class KafkaResource(ConfigurableResource):
             except KafkaException as error:
                 raise BrokerUnavailable(f"watermarks: {error}") from error
 
-    def offsets_at(self, tps: Iterable[tuple[str, int]], instant: datetime) -> dict[tuple[str, int], int | None]:
-        """First offset at or after `instant` per partition (None: no message that late)."""
-        millis = int(instant.timestamp() * 1000)
+    def offsets_at(self, tps: Iterable[tuple[str, int]], instants: Sequence[datetime]
+                   ) -> dict[datetime, dict[tuple[str, int], int | None]]:
+        """Per instant, the first offset at or after it per partition (None: no message that
+        late). One consumer answers them all."""
         tps = list(tps)
-        if not tps:
+        if not tps or not instants:
             return {}
+        answers = {}
         with self._consumer() as consumer:
-            try:
-                answer = consumer.offsets_for_times(
-                    [TopicPartition(t, p, millis) for t, p in tps], timeout=self.timeout
-                )
-            except KafkaException as error:
-                raise BrokerUnavailable(f"offsets_for_times: {error}") from error
-        return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in answer}
+            for instant in instants:
+                millis = int(instant.timestamp() * 1000)
+                try:
+                    found = consumer.offsets_for_times(
+                        [TopicPartition(t, p, millis) for t, p in tps], timeout=self.timeout
+                    )
+                except KafkaException as error:
+                    raise BrokerUnavailable(f"offsets_for_times: {error}") from error
+                answers[instant] = {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}
+        return answers
 
     def read(self, ranges: Iterable[OffsetRange], group_id: str, idle_timeout_s: float = 30.0) -> Iterator[Record]:
         """Every record of the planned ranges, each exactly once, in offset order per partition.

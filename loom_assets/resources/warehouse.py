@@ -103,14 +103,16 @@ class Warehouse(ConfigurableResource):
             ).fetchall()
         return latest, {(t, p): end for t, p, end in ends}
 
-    def record_plan(self, flow: str, window_start: datetime, window_end: datetime, ranges: Sequence[OffsetRange]) -> None:
-        """Write a window's plan; a window already planned keeps its first plan."""
+    def record_plans(self, flow: str, size: timedelta,
+                     plans: Sequence[tuple[datetime, Sequence[OffsetRange]]]) -> None:
+        """Write windows' plans in one transaction; a window already planned keeps its first plan."""
         with self.connect() as conn, conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO loom_offset_log"
                 " (flow, window_start, window_end, topic, partition, start_offset, end_offset)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [(flow, window_start, window_end, r.topic, r.partition, r.start, r.end) for r in ranges],
+                [(flow, start, start + size, r.topic, r.partition, r.start, r.end)
+                 for start, ranges in plans for r in ranges],
             )
 
     def planned_ranges(self, flow: str, start: datetime, end: datetime) -> dict[datetime, list[OffsetRange]]:

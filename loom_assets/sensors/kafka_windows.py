@@ -47,23 +47,21 @@ def plan_closed_windows(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, 
     tps = kafka.partitions(flow.topics)
     if not tps or start > newest:
         return []
+    windows = []
+    while start <= newest and len(windows) < MAX_WINDOWS_PER_TICK:
+        windows.append(start)
+        start += size
     marks = kafka.watermarks(tps)
+    lows = {tp: low for tp, (low, _) in marks.items()}
+    highs = {tp: high for tp, (_, high) in marks.items()}
+    # A window still open (through_now) has no timestamp lookup: it ends at the high watermark.
+    lookups = kafka.offsets_at(tps, [w + size for w in windows if w + size <= now])
     planned = []
-    for _ in range(MAX_WINDOWS_PER_TICK):
-        if start > newest:
-            break
-        end = start + size
-        lookup = {} if end > now else kafka.offsets_at(tps, end)
-        ranges = plan_ranges(
-            previous_ends,
-            {tp: low for tp, (low, _) in marks.items()},
-            {tp: high for tp, (_, high) in marks.items()},
-            lookup,
-        )
-        warehouse.record_plan(flow.name, start, end, ranges)
-        planned.append(PlannedWindow(start, tuple(ranges)))
+    for window in windows:
+        ranges = plan_ranges(previous_ends, lows, highs, lookups.get(window + size, {}))
+        planned.append(PlannedWindow(window, tuple(ranges)))
         previous_ends = {(r.topic, r.partition): r.end for r in ranges}
-        start = end
+    warehouse.record_plans(flow.name, size, [(w.start, w.ranges) for w in planned])
     return planned
 
 

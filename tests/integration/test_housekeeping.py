@@ -16,10 +16,9 @@ def test_housekeeping_prunes_the_offset_log_but_keeps_where_the_next_window_star
 
     warehouse = definitions.resources()["warehouse"]
     old = datetime(2020, 1, 1, tzinfo=UTC)
-    for i in range(3):
-        start = old + i * timedelta(minutes=5)
-        warehouse.record_plan("app_lifecycle", start, start + timedelta(minutes=5),
-                              [OffsetRange("os.events.app_lifecycle.raw", 0, i, i + 1)])
+    warehouse.record_plans("app_lifecycle", timedelta(minutes=5), [
+        (old + i * timedelta(minutes=5), [OffsetRange("os.events.app_lifecycle.raw", 0, i, i + 1)]) for i in range(3)
+    ])
     result = housekeeping_job.execute_in_process(instance=DagsterInstance.get(), resources=definitions.resources())
     assert result.success
     latest, ends = warehouse.last_planned("app_lifecycle")

@@ -108,3 +108,33 @@ def test_a_message_with_an_old_timestamp_lands_in_the_window_being_planned(loom_
     assert len(raw) == 1
     assert abs(raw["recorded_at"].iloc[0] - old) < timedelta(seconds=1)
     assert datetime.now(UTC) - raw["window_start"].iloc[0] < timedelta(minutes=10)
+
+
+def test_catching_up_splits_closed_windows_by_the_brokers_timestamp_lookup(loom_env):
+    """After a pause, one tick plans every closed window; offsets_for_times cuts them."""
+    from loom_assets import definitions
+    from loom_assets.sensors.kafka_windows import plan_closed_windows
+    from loom_assets.windows import OffsetRange, window_of
+
+    flow = definitions.flow_named("app_lifecycle")
+    resources = definitions.resources()
+    now = datetime.now(UTC)
+    latest = window_of(now, flow.window) - flow.window  # the newest closed window
+    earlier = latest - flow.window
+    producer = Producer({"bootstrap.servers": loom_env["bootstrap"]})
+    for at, count in ((earlier, 3), (latest, 2)):
+        for i in range(count):
+            producer.produce(TOPIC, value=flat(at, app_identifier=f"a{i}", event_type="launch"), partition=0,
+                             timestamp=int((at + timedelta(seconds=10 + i)).timestamp() * 1000))
+    assert producer.flush(10) == 0
+    # The log says the window before `earlier` ended at offset 0 everywhere.
+    partitions = resources["kafka"].partitions([TOPIC])
+    resources["warehouse"].record_plans(flow.name, flow.window,
+                                        [(earlier - flow.window, [OffsetRange(t, p, 0, 0) for t, p in partitions])])
+
+    planned = plan_closed_windows(flow, resources["kafka"], resources["warehouse"], now)
+
+    assert [w.start for w in planned] == [earlier, latest]
+    assert [w.records for w in planned] == [3, 2]
+    assert [r for r in planned[0].ranges if r.count] == [OffsetRange(TOPIC, 0, 0, 3)]
+    assert [r for r in planned[1].ranges if r.count] == [OffsetRange(TOPIC, 0, 3, 5)]

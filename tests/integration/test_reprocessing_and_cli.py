@@ -136,8 +136,8 @@ def test_a_range_of_windows_backfills_in_one_run_each_row_in_its_own_window(loom
     second = first + flow.window
     partition = next(p for (t, p) in definitions.resources()["kafka"].partitions([topic])
                      if definitions.resources()["kafka"].watermarks([(t, p)])[(t, p)][1] == 6)
-    warehouse.record_plan(flow.name, first, second, [OffsetRange(topic, partition, 0, 3)])
-    warehouse.record_plan(flow.name, second, second + flow.window, [OffsetRange(topic, partition, 3, 6)])
+    warehouse.record_plans(flow.name, flow.window, [(first, [OffsetRange(topic, partition, 0, 3)]),
+                                                    (second, [OffsetRange(topic, partition, 3, 6)])])
 
     run([*DAGSTER, "asset", "materialize", "-m", "loom_assets.definitions",
          "--select", "app_lifecycle/raw,app_lifecycle/enriched",
