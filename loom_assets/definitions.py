@@ -1,6 +1,6 @@
 """The one Definitions object: every flow, sensor, check, schedule and resource."""
 
-from dagster import Definitions
+from dagster import Definitions, json_console_logger
 
 from loom_assets.flows import app_lifecycle, location, network_events, power_state
 from loom_assets.housekeeping import housekeeping_job, housekeeping_schedule
@@ -31,4 +31,6 @@ defs = Definitions(
     sensors=[window_sensor(flow) for flow in FLOWS],
     schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages)],
     resources=resources(),
+    # Run logs as JSON lines (run id, step, partition tags in `dagster_meta`) for log shippers.
+    loggers={"console": json_console_logger},
 )
