@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from dagster import OpExecutionContext, RunsFilter, ScheduleDefinition, job, op
+from dagster import DefaultScheduleStatus, OpExecutionContext, RunsFilter, ScheduleDefinition, job, op
 
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
@@ -47,4 +47,4 @@ def housekeeping_job():
 
 
 housekeeping_schedule = ScheduleDefinition(job=housekeeping_job, cron_schedule="23 3 * * *",
-                                           execution_timezone="UTC")
+                                           execution_timezone="UTC", default_status=DefaultScheduleStatus.RUNNING)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from dagster import (
     AssetKey,
+    DefaultScheduleStatus,
     AssetRecordsFilter,
     DagsterInstance,
     RunRequest,
@@ -107,6 +108,7 @@ def reprocess_schedule(flow: Flow):
     with its `loom/reprocess` limit, paces them behind the live windows)."""
 
     @schedule(name=f"{flow.name}_reprocess", cron_schedule="17 * * * *", job=flow.job,
+              default_status=DefaultScheduleStatus.RUNNING,
               description=f"Re-runs {flow.name} windows computed with an older model or rules version, in chunks.")
     def _schedule(context: ScheduleEvaluationContext):
         since = datetime.now(UTC) - settings().retention

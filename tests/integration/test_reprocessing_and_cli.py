@@ -49,6 +49,19 @@ def test_bumping_the_category_mapping_reprocesses_beside_the_old_rows(loom_env, 
     bumped = {"LOOM_APP_CATEGORIES_PATH": str(path)}
 
     since = datetime.now(UTC).date().isoformat()
+    # The hourly schedule asks for the same stale window as one ranged run of the stage.
+    evaluate = (
+        "import json; from dagster import DagsterInstance, build_schedule_context;"
+        "from loom_assets.definitions import defs;"
+        "schedule = defs.resolve_schedule_def('app_lifecycle_reprocess');"
+        "result = schedule.evaluate_tick(build_schedule_context(instance=DagsterInstance.get()));"
+        "print(json.dumps([[k.to_user_string() for k in r.asset_selection] + [r.tags] for r in result.run_requests]))"
+    )
+    [[asset, tags]] = json.loads(run([sys.executable, "-c", evaluate], bumped).strip().splitlines()[-1])
+    assert asset == "app_lifecycle/enriched"
+    assert tags["dagster/asset_partition_range_start"] == tags["dagster/asset_partition_range_end"]
+    assert tags["loom/reprocess"] == "true"
+
     # --submit queues a Dagster backfill of the stale windows for the daemon (and the UI).
     out = run([*LOOM, "reprocess", "--flow", "app_lifecycle", "--since", since, "--submit"], bumped)
     from dagster import AssetKey, DagsterInstance
