@@ -140,6 +140,8 @@ def test_messages_land_in_every_table_traceable_to_their_offsets(loom_env):
     status = json.loads(invoke("status", "--json"))
     app = next(s for s in status if s["flow"] == "app_lifecycle")
     assert app["lag"] == 0
+    assert app["tables"] == {"app_lifecycle_raw": 4, "app_lifecycle_enriched": 4}
+    assert "app_lifecycle_enriched" in invoke("status")
 
 
 def test_rerunning_a_window_leaves_identical_rows(loom_env):
