@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -172,16 +172,11 @@ def replay(demo: bool, minutes: float, speed: float | None, devices: int, seed: 
 
     kafka = _defs().resources()["kafka"]
     kafka.create_topics(topic_specs())
-    start = datetime.now(UTC) if speed else datetime.now(UTC).replace(microsecond=0) - _minutes(minutes)
+    # Paced: events from now on, in real time. Unpaced: the last N minutes, all at once.
+    start = datetime.now(UTC) if speed else datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes)
     messages = demo_events.demo_messages(start, minutes, devices=devices, seed=seed)
     count = demo_events.replay(kafka.producer(), messages, speed)
     click.echo(f"produced {count} messages")
-
-
-def _minutes(minutes: float):
-    from datetime import timedelta
-
-    return timedelta(minutes=minutes)
 
 
 @main.command()

@@ -360,4 +360,10 @@ class HypertableIOManager(ConfigurableIOManagerFactory):
 
 
 def offsets_metadata(ranges: Iterable[OffsetRange]) -> dict[str, str]:
-    return {f"{r.topic}/{r.partition}": f"[{r.start}, {r.end})" for r in ranges}
+    """`topic/partition -> [start, end)`; a range of windows is contiguous, so it is one range."""
+    spans: dict[str, tuple[int, int]] = {}
+    for r in ranges:
+        key = f"{r.topic}/{r.partition}"
+        start, end = spans.get(key, (r.start, r.end))
+        spans[key] = (min(start, r.start), max(end, r.end))
+    return {key: f"[{start}, {end})" for key, (start, end) in sorted(spans.items())}

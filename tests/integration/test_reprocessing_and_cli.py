@@ -167,3 +167,5 @@ def test_a_range_of_windows_backfills_in_one_run_each_row_in_its_own_window(loom
     assert len(runs) == 1  # one run for the whole range
     materialized = DagsterInstance.get().get_materialized_partitions(AssetKey(["app_lifecycle", "raw"]))
     assert materialized == {partition_key(first), partition_key(second)}
+    event = DagsterInstance.get().get_latest_materialization_event(AssetKey(["app_lifecycle", "raw"]))
+    assert event.asset_materialization.metadata["offsets"].value == {f"{topic}/{partition}": "[0, 6)"}
