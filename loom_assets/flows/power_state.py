@@ -41,6 +41,9 @@ def enriched(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Wareh
     return power_state.enrich(raw, carry, RULES)
 
 
+ENRICHED_VERSION = enriched.code_versions_by_key[enriched.key]
+
+
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}",
@@ -52,10 +55,11 @@ def patterns(context: AssetExecutionContext, enriched: pd.DataFrame, warehouse: 
     charging locations (from GPS fixes) over the last week of enriched readings."""
     window = context.partition_time_window
     since = window.end - PATTERN_LOOKBACK
+    # Earlier windows' readings of the same enriched version as this window's input.
     history = warehouse.query(
-        "SELECT * FROM power_state_enriched_latest WHERE recorded_at >= %s AND recorded_at < %s"
-        " AND window_start < %s",
-        (since, window.end, window.start),
+        "SELECT * FROM power_state_enriched WHERE recorded_at >= %s AND recorded_at < %s"
+        " AND window_start < %s AND model_version = %s",
+        (since, window.end, window.start, ENRICHED_VERSION),
     )
     history = pd.concat([history, enriched], ignore_index=True) if not history.empty else enriched
     locations = warehouse.rows_between("location_raw", since, window.end)

@@ -56,7 +56,8 @@ class StaleChunk:
 
 def stale_windows(instance: DagsterInstance, flow: Flow, since: datetime) -> dict[str, set[AssetKey]]:
     """Partition key -> stage assets whose latest materialization of that window has another
-    code version than the one deployed now."""
+    code version than the one deployed now, or that read a stage which has (flow stages are in
+    dependency order, so staleness flows downstream)."""
     stale: dict[str, set[AssetKey]] = {}
     for stage in flow.stages:
         key = stage.key
@@ -75,7 +76,8 @@ def stale_windows(instance: DagsterInstance, flow: Flow, since: datetime) -> dic
                 break
             cursor = result.cursor
         for window, version in latest.items():
-            if version != current:
+            # Stale: computed by another version, or from an upstream stage that is itself stale.
+            if version != current or stage.dependency_keys & stale.get(window, set()):
                 stale.setdefault(window, set()).add(key)
     return stale
 
