@@ -31,6 +31,8 @@ from loom_assets.settings import settings
 from loom_assets.windows import OffsetRange
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# A database that does not answer must fail a sensor tick or a run step, never hang it.
+CONNECT_TIMEOUT_S = 10
 
 
 def yoyo_uri(database_url: str) -> str:
@@ -82,7 +84,7 @@ class Warehouse(ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        with psycopg.connect(self.url) as conn:
+        with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             yield conn
 
     def migrate(self) -> list[str]:
@@ -295,7 +297,7 @@ class PostgresClient(DbClient):
 
     @contextmanager
     def connect(self, context, table_slice: TableSlice) -> Iterator[psycopg.Connection]:
-        with psycopg.connect(self.database_url) as conn:
+        with psycopg.connect(self.database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             with conn.transaction():
                 yield conn
 
