@@ -106,9 +106,13 @@ def topics_create() -> None:
 def process(flow_name: str | None, through_now: bool, max_rounds: int) -> None:
     """Plan closed windows and run them in-process until caught up (headless; exits 1 on failure)."""
     from loom_assets.processing import process_until_caught_up
+    from loom_assets.resources.kafka import BrokerUnavailable
 
-    ok = process_until_caught_up(_instance(), _flows(flow_name), through_now=through_now, max_rounds=max_rounds,
-                                 echo=click.echo)
+    try:
+        ok = process_until_caught_up(_instance(), _flows(flow_name), through_now=through_now,
+                                     max_rounds=max_rounds, echo=click.echo)
+    except BrokerUnavailable as error:
+        _die(f"Kafka is unavailable ({settings().kafka_bootstrap_servers}): {error}")
     if not ok:
         _die("some runs failed (see the Dagster run logs)")
 
