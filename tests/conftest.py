@@ -74,23 +74,29 @@ def recreate_topics(bootstrap: str, specs: dict[str, tuple[int, dict[str, str]]]
             time.sleep(0.5)
 
 
-@pytest.fixture
-def loom_env(kafka_broker, postgres, tmp_path, monkeypatch):
-    """A fresh Loom environment: new database (migrated), empty topics, new Dagster instance."""
+def prepare_loom_env(postgres, bootstrap: str, monkeypatch, tmp_path: Path, flows: tuple[str, ...] = ()) -> dict:
+    """Point Loom at `bootstrap` and a fresh migrated database, with a new Dagster instance and
+    freshly created topics (of `flows` only, when given)."""
     from loom_assets.cli import topic_specs
     from loom_assets.resources.warehouse import apply_migrations
 
-    name = f"loom_{uuid.uuid4().hex[:10]}"
-    url = create_database(postgres.uri, name)
+    url = create_database(postgres.uri, f"loom_{uuid.uuid4().hex[:10]}")
     apply_migrations(url)
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     monkeypatch.setenv("LOOM_HOME", str(tmp_path / "loom"))
     monkeypatch.setenv("LOOM_WINDOW_GRACE_SECONDS", "0")
-    recreate_topics(kafka_broker.bootstrap_servers, topic_specs())
+    specs = {t: spec for t, spec in topic_specs().items() if not flows or any(f in t for f in flows)}
+    recreate_topics(bootstrap, specs)
     # Databases are left in the session's temporary cluster: it is removed as a whole.
-    return {"database_url": url, "bootstrap": kafka_broker.bootstrap_servers, "dagster_home": dagster_home}
+    return {"database_url": url, "bootstrap": bootstrap, "dagster_home": dagster_home}
+
+
+@pytest.fixture
+def loom_env(kafka_broker, postgres, tmp_path, monkeypatch):
+    """A fresh Loom environment on the session's broker: new database, empty topics, new instance."""
+    return prepare_loom_env(postgres, kafka_broker.bootstrap_servers, monkeypatch, tmp_path)

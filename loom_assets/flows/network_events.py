@@ -34,7 +34,7 @@ raw = FLOW.raw
 
 @FLOW.stage(logic_version="1", rules_version=RULES_VERSION, retry=RetryPolicy(max_retries=5, delay=2))
 def enriched(raw: pd.DataFrame) -> pd.DataFrame:
-    """Network category (home/work/public/hotspot/enterprise), frequency band and signal quality."""
+    """Network category (home, work, public, hotspot or enterprise), frequency band and signal quality."""
     return network_events.enrich(raw, RULES)
 
 

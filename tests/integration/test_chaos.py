@@ -7,29 +7,20 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-from loom_assets.cli import main, topic_specs
+from loom_assets.cli import main
 from loom_assets.embedded.kafka import KafkaBroker
-from loom_assets.embedded.postgres import create_database
-from tests.conftest import CACHE, recreate_topics
+from tests.conftest import CACHE, prepare_loom_env
 from tests.integration.test_spine import flat, produce, table
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_broker_restart_loses_nothing_and_a_dead_broker_fails_fast(postgres, services_dir, monkeypatch, tmp_path):
-    from loom_assets.resources.warehouse import apply_migrations
-
     broker = KafkaBroker(services_dir / f"chaos-{uuid.uuid4().hex[:6]}", libs_dir=CACHE / "kafka-libs").start()
-    url = create_database(postgres.uri, f"loom_chaos_{uuid.uuid4().hex[:8]}")
-    apply_migrations(url)
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("LOOM_WINDOW_GRACE_SECONDS", "0")
     monkeypatch.setenv("LOOM_KAFKA_TIMEOUT_SECONDS", "2")
     try:
-        recreate_topics(broker.bootstrap_servers, {t: s for t, s in topic_specs().items() if "app_lifecycle" in t})
+        url = prepare_loom_env(postgres, broker.bootstrap_servers, monkeypatch, tmp_path,
+                               flows=("app_lifecycle",))["database_url"]
         produce(broker.bootstrap_servers, [("os.events.app_lifecycle.raw",
                                             flat(datetime.now(UTC), app_identifier=f"a{i}", event_type="launch"))
                                            for i in range(5)])

@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from loom_assets.embedded.kafka import start_local_broker
-from loom_assets.embedded.postgres import create_database
-from tests.conftest import recreate_topics
+from tests.conftest import prepare_loom_env
 from tests.integration.test_spine import flat, invoke, produce, table
 
 pytestmark = pytest.mark.integration
@@ -15,19 +14,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def tansu_env(postgres, services_dir, monkeypatch, tmp_path):
-    from loom_assets.cli import topic_specs
-    from loom_assets.resources.warehouse import apply_migrations
-
     broker = start_local_broker(services_dir / f"tansu-{uuid.uuid4().hex[:6]}", prefer="tansu")
-    url = create_database(postgres.uri, f"loom_tansu_{uuid.uuid4().hex[:8]}")
-    apply_migrations(url)
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("LOOM_WINDOW_GRACE_SECONDS", "0")
-    recreate_topics(broker.bootstrap_servers, {t: s for t, s in topic_specs().items() if "app_lifecycle" in t})
-    yield {"database_url": url, "bootstrap": broker.bootstrap_servers}
+    yield prepare_loom_env(postgres, broker.bootstrap_servers, monkeypatch, tmp_path, flows=("app_lifecycle",))
     broker.stop()
 
 
