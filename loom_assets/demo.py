@@ -87,10 +87,10 @@ TIMER_JITTER_S = (-0.3, 0.7)  # periodic client timers fire a little late, somet
 UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # SPEC §2.1
 
 try:  # the person lives in San Francisco; their day is planned in local time
-    from zoneinfo import ZoneInfo
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     LOCAL_TZ: Any = ZoneInfo("America/Los_Angeles")
-except Exception:  # pragma: no cover - no tz database: fixed PDT offset
+except ZoneInfoNotFoundError:  # pragma: no cover - no tz database: fixed PDT offset
     LOCAL_TZ = timezone(timedelta(hours=-7), "PDT")
 
 
