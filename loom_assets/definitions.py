@@ -31,6 +31,7 @@ defs = Definitions(
     sensors=[window_sensor(flow) for flow in FLOWS],
     schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages)],
     resources=resources(),
-    # Run logs as JSON lines (run id, step, partition tags in `dagster_meta`) for log shippers.
+    # Run logs as JSON lines (run id, step, partition tags in `dagster_meta`) for log shippers;
+    # the flow jobs select it in their config.
     loggers={"console": json_console_logger},
 )

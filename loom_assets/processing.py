@@ -18,8 +18,6 @@ from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
 from loom_assets.sensors.reprocessing import StaleChunk, stale_chunks
 
 RUN_KEY_TAG = "loom/run_key"
-# Headless runs print what matters (window, counts, failures), not every Dagster event.
-QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def _resources():
@@ -51,7 +49,6 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
                     partition_key=request.partition_key,
                     instance=instance,
                     tags={**request.tags, RUN_KEY_TAG: request.run_key},
-                    run_config=QUIET,
                     raise_on_error=False,
                 )
                 if not result.success:
@@ -80,7 +77,7 @@ def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submi
     ok = True
     for chunk in tqdm(chunks, desc=f"reprocess {flow.name}", unit="chunk"):
         result = job.get_subset(asset_selection=set(chunk.assets)).execute_in_process(
-            instance=instance, tags=chunk.range_tags, run_config=QUIET, raise_on_error=False
+            instance=instance, tags=chunk.range_tags, raise_on_error=False
         )
         ok = ok and result.success
     return ok

@@ -22,7 +22,7 @@ def run(command: list[str], env_extra: dict[str, str] | None = None) -> str:
     env = {**os.environ, **(env_extra or {})}
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def app_events(now: datetime) -> list[tuple[str, bytes]]:

@@ -81,7 +81,12 @@ def test_messages_land_in_every_table_traceable_to_their_offsets(loom_env):
     messages = light_flow_messages(now)
     produce(loom_env["bootstrap"], messages)
 
-    invoke("process", "--through-now")
+    output = invoke("process", "--through-now")
+
+    # The flow jobs log JSON lines that carry the run's partition (for log shippers).
+    log = next(json.loads(line) for line in output.splitlines()
+               if line.startswith("{") and "app_lifecycle" in line and "records read" in line)
+    assert log["dagster_meta"]["job_tags"]["dagster/partition"]
 
     url = loom_env["database_url"]
     raw = table(url, "app_lifecycle_raw")
