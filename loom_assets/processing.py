@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
+from psycopg import sql
 from tqdm import tqdm
 
 from loom_assets.flows.base import Flow
@@ -115,7 +116,8 @@ def flow_status(instance: DagsterInstance, flow: Flow) -> dict:
     tables = {}
     for key in [flow.key("raw"), *(s.key for s in flow.stages)]:
         table = "_".join(key.path)
-        tables[table] = int(warehouse.query(f'SELECT count(*) AS n FROM "{table}"')["n"].iloc[0])
+        count = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
+        tables[table] = int(warehouse.query(count)["n"].iloc[0])
     errors = warehouse.query(
         "SELECT error_type, count(*) AS n FROM processing_errors WHERE flow = %s GROUP BY error_type", (flow.name,)
     )

@@ -87,9 +87,6 @@ class Warehouse(ConfigurableResource):
         with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             yield conn
 
-    def migrate(self) -> list[str]:
-        return apply_migrations(self.url)
-
     # -- offset log -------------------------------------------------------------------------
     def last_planned(self, flow: str) -> tuple[datetime | None, dict[tuple[str, int], int]]:
         """The latest planned window of `flow` and the end offset planned last per partition."""
@@ -132,10 +129,6 @@ class Warehouse(ConfigurableResource):
         return plans
 
     # -- reads ------------------------------------------------------------------------------
-    def table_exists(self, table: str) -> bool:
-        with self.connect() as conn:
-            return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
-
     def query(self, statement: str | sql.Composable, params: Sequence | Mapping | None = None) -> pd.DataFrame:
         with self.connect() as conn, conn.cursor() as cur:
             cur.execute(statement, params)
@@ -202,21 +195,21 @@ def _copy_column(column: pd.Series, oid: int) -> tuple[list, int]:
     return values.tolist(), oid
 
 
-def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> int:
+def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame,
+               columns: Mapping[str, tuple[str, int]] | None = None) -> int:
     """Binary COPY of `frame` into `table` (columns by name, typed by the table). Native
-    partitions for its days are made first."""
+    partitions for its days are made first. `columns`: the table's, if already read."""
     if frame.empty:
         return 0
+    columns = columns or table_columns(conn, table)
+    unknown = [c for c in frame.columns if c not in columns]
+    if unknown:
+        raise ValueError(f"{table} has no column(s) {unknown}; add them in a sql/ migration")
     ensure_partitions(conn, table, frame)
-    columns = list(frame.columns)
-    types = dict(conn.execute(
-        "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0",
-        (table,),
-    ).fetchall())
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
     )
-    values, oids = zip(*(_copy_column(frame[c], types[c]) for c in columns))
+    values, oids = zip(*(_copy_column(frame[c], columns[c][1]) for c in frame.columns))
     with conn.cursor() as cur, cur.copy(statement) as copy:
         copy.set_types(list(oids))
         for row in zip(*values, strict=True):
@@ -241,13 +234,14 @@ def ensure_partitions(conn: psycopg.Connection, table: str, frame: pd.DataFrame)
             conn.execute("SELECT loom_ensure_day_partition(%s, %s)", (table, day.date()))
 
 
-def table_columns(conn: psycopg.Connection, table: str) -> dict[str, str]:
+def table_columns(conn: psycopg.Connection, table: str) -> dict[str, tuple[str, int]]:
+    """The table's columns in order: name -> (SQL type, type oid)."""
     rows = conn.execute(
-        "SELECT column_name, data_type FROM information_schema.columns"
-        " WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        "SELECT attname, format_type(atttypid, atttypmod), atttypid FROM pg_attribute"
+        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
         (table,),
     ).fetchall()
-    return dict(rows)
+    return {name: (type_name, oid) for name, type_name, oid in rows}
 
 
 # -- the IO manager ---------------------------------------------------------------------------
@@ -309,14 +303,11 @@ class DataFrameHandler(DbTypeHandler[pd.DataFrame]):
         model_version = (context.definition_metadata or {}).get("model_version")
         if model_version is not None:
             frame["model_version"] = str(model_version)
-        unknown = [c for c in frame.columns if c not in columns]
-        if unknown:
-            raise ValueError(f"{table_slice.table} has no column(s) {unknown}; add them in a sql/ migration")
-        rows = copy_frame(connection, table_slice.table, frame)
+        rows = copy_frame(connection, table_slice.table, frame, columns)
         return {
             "dagster/row_count": rows,
             "dagster/column_schema": TableSchema(
-                columns=[TableColumn(name, data_type) for name, data_type in columns.items()]
+                columns=[TableColumn(name, type_name) for name, (type_name, _) in columns.items()]
             ),
         }
 
