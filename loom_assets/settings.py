@@ -14,6 +14,10 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
+def _ssids(name: str) -> frozenset[str]:
+    return frozenset(s.strip() for s in _env(name, "").split(",") if s.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(_env("LOOM_HOME", ".loom")).resolve())
@@ -37,6 +41,13 @@ class Settings:
     max_message_bytes: int = field(
         default_factory=lambda: int(_env("LOOM_MAX_MESSAGE_BYTES", str(10 * 1024 * 1024)))
     )
+    # A versioned app category mapping; empty: the one shipped in loom_assets/stages/data.
+    app_categories_path: str | None = field(
+        default_factory=lambda: _env("LOOM_APP_CATEGORIES_PATH", "") or None
+    )
+    # Your own Wi-Fi networks (comma-separated SSIDs).
+    network_home_ssids: frozenset[str] = field(default_factory=lambda: _ssids("LOOM_NETWORK_HOME_SSIDS"))
+    network_work_ssids: frozenset[str] = field(default_factory=lambda: _ssids("LOOM_NETWORK_WORK_SSIDS"))
 
 
 def window_override(flow: str) -> timedelta | None:

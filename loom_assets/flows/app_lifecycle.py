@@ -1,12 +1,11 @@
 """App lifecycle: OS app events → enriched with category, foreground sessions and crashes."""
 
-import os
-
 import pandas as pd
 from dagster import AssetExecutionContext, RetryPolicy
 
 from loom_assets.flows.base import Flow, model_version
 from loom_assets.resources.warehouse import Warehouse
+from loom_assets.settings import settings
 from loom_assets.stages import app_lifecycle
 
 FLOW = Flow(
@@ -16,7 +15,7 @@ FLOW = Flow(
     alert_error_rate=0.05,  # SPEC §1.3 event_enrichment
 )
 # The category mapping is versioned data; a new version makes every window stale (reprocess).
-CATEGORIES = app_lifecycle.load_app_categories(os.environ.get("LOOM_APP_CATEGORIES_PATH") or None)
+CATEGORIES = app_lifecycle.load_app_categories(settings().app_categories_path)
 
 raw = FLOW.raw
 

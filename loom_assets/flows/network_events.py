@@ -1,13 +1,13 @@
 """Network events: Wi-Fi readings → network category and signal quality → GPS-correlated."""
 
 import hashlib
-import os
 
 import pandas as pd
 from dagster import AssetKey, RetryPolicy
 
 from loom_assets.flows.base import Flow
 from loom_assets.resources.warehouse import Warehouse
+from loom_assets.settings import settings
 from loom_assets.stages import network_events
 
 FLOW = Flow(
@@ -17,10 +17,8 @@ FLOW = Flow(
     alert_error_rate=0.01,  # SPEC §1.11: the writer's alert rate is the only one given
 )
 # Your own networks (comma-separated SSIDs) beat every pattern.
-RULES = network_events.NetworkRules(
-    home_ssids=frozenset(filter(None, os.environ.get("LOOM_NETWORK_HOME_SSIDS", "").split(","))),
-    work_ssids=frozenset(filter(None, os.environ.get("LOOM_NETWORK_WORK_SSIDS", "").split(","))),
-)
+RULES = network_events.NetworkRules(home_ssids=settings().network_home_ssids,
+                                    work_ssids=settings().network_work_ssids)
 # Configured SSIDs change the output, so they are part of the rules version (a short digest).
 RULES_VERSION = f"rules{RULES.version}" + (
     "-" + hashlib.sha1(repr((sorted(RULES.home_ssids), sorted(RULES.work_ssids))).encode()).hexdigest()[:6]
