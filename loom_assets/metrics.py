@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dagster import DagsterInstance
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from psycopg import sql
 
 from loom_assets.flows.base import Flow
 from loom_assets.resources.kafka import KafkaResource
@@ -31,8 +30,9 @@ class LoomCollector:
         self.flows, self.warehouse, self.instance = flows, warehouse, instance
 
     def collect(self) -> Iterator:
-        events = CounterMetricFamily("events_processed", "Raw records landed as rows (within retention).",
-                                     labels=["service", "topic"])
+        events = CounterMetricFamily(
+            "events_processed", "Records of planned windows that became rows (within the offset log's retention).",
+            labels=["service", "topic"])
         errors = CounterMetricFamily("errors", "Records that became error rows (within retention).",
                                      labels=["service", "error_type"])
         latency = GaugeMetricFamily("processing_latency_seconds",
@@ -40,20 +40,23 @@ class LoomCollector:
                                     labels=["service", "stage"])
         batches = HistogramMetricFamily("batch_size_histogram", "Records per planned window (last day).",
                                         labels=["service"])
+        # Small tables only (offset log, errors): a scrape never counts the data tables.
         with self.warehouse.connect() as conn:
-            for flow in self.flows:
-                counts = conn.execute(sql.SQL("SELECT source_topic, count(*) FROM {} GROUP BY 1").format(
-                    sql.Identifier(f"{flow.name}_raw"))).fetchall()
-                for topic, count in counts:
-                    events.add_metric([flow.name, topic], count)
-                sizes = [n for (n,) in conn.execute(
-                    "SELECT sum(end_offset - start_offset) FROM loom_offset_log"
-                    " WHERE flow = %s AND window_start >= %s GROUP BY window_start",
-                    (flow.name, datetime.now(UTC) - BATCH_LOOKBACK)).fetchall()]
-                batches.add_metric([flow.name], _buckets(sizes), sum_value=float(sum(sizes)))
+            planned = conn.execute(
+                "SELECT flow, topic, sum(end_offset - start_offset) FROM loom_offset_log GROUP BY 1, 2").fetchall()
+            failed = dict(((flow, topic), n) for flow, topic, n in conn.execute(
+                "SELECT flow, source_topic, count(*) FROM processing_errors GROUP BY 1, 2").fetchall())
+            for flow_name, topic, records in planned:
+                events.add_metric([flow_name, topic], records - failed.get((flow_name, topic), 0))
             for flow_name, error_type, count in conn.execute(
                     "SELECT flow, error_type, count(*) FROM processing_errors GROUP BY 1, 2").fetchall():
                 errors.add_metric([flow_name, error_type], count)
+            since = datetime.now(UTC) - BATCH_LOOKBACK
+            for flow in self.flows:
+                sizes = [n for (n,) in conn.execute(
+                    "SELECT sum(end_offset - start_offset) FROM loom_offset_log"
+                    " WHERE flow = %s AND window_start >= %s GROUP BY window_start", (flow.name, since)).fetchall()]
+                batches.add_metric([flow.name], _buckets(sizes), sum_value=float(sum(sizes)))
         for flow in self.flows:
             for key in [flow.key("raw"), *(s.key for s in flow.stages)]:
                 event = self.instance.get_latest_materialization_event(key)
