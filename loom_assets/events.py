@@ -31,9 +31,10 @@ ENVELOPE_COLUMNS = (
 class InvalidMessage(Exception):
     """A record that cannot become a row. `error_type` is a stable, countable label."""
 
-    def __init__(self, error_type: str, message: str):
+    def __init__(self, error_type: str, message: str, device_id: str | None = None):
         super().__init__(message)
         self.error_type = error_type
+        self.device_id = device_id  # when the envelope told it, for the error row
 
 
 class Payload(BaseModel):
@@ -198,7 +199,16 @@ def decode(
     device_id = body.get("device_id") or fields.get("device_id")
     if not isinstance(device_id, str) or not device_id.strip():
         raise InvalidMessage("missing_device_id", "device_id is missing or not a string")
+    try:
+        return _message(topic, body, fields, device_id, partition, offset, kafka_timestamp_ms, headers)
+    except InvalidMessage as error:
+        error.device_id = device_id
+        raise
 
+
+def _message(topic: str, body: dict, fields: dict, device_id: str, partition: int, offset: int,
+             kafka_timestamp_ms: int | None, headers: dict[str, bytes] | None) -> Message:
+    """The envelope's times and ids plus the validated payload of a record with a device."""
     schema_version = str(body.get("schema_version") or "1.0")
     model = payload_model(topic, schema_version)
 

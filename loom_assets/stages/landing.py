@@ -86,5 +86,7 @@ def _error_row(flow: str, window_start: datetime, record: Record, error: Invalid
         "original_value": record.value,
         "original_size": len(record.value or b""),
         "kafka_timestamp": record.timestamp,
-        "device_id": record.key.decode("utf-8", "replace") if record.key else None,
+        # From the envelope when it was readable; the Kafka key is not always the device (fetchers
+        # key by content hash).
+        "device_id": error.device_id,
     }

@@ -3,6 +3,8 @@
 import json
 from datetime import UTC, datetime
 
+import pandas as pd
+
 from loom_assets.events import Record
 from loom_assets.stages.landing import ERROR_COLUMNS, land, raw_columns
 
@@ -35,3 +37,12 @@ def test_an_empty_window_has_typed_empty_frames():
     landing = land("power_state", [TOPIC], [], WINDOW, max_message_bytes=200)
     assert landing.rows.empty and landing.errors.empty
     assert str(landing.rows["recorded_at"].dtype).startswith("datetime64")
+
+
+def test_an_error_row_names_the_device_only_when_the_envelope_does():
+    bad_reading = json.dumps({"device_id": "phone-7", "recorded_at": "2026-11-24T06:01:00Z",
+                              "battery_level": "high", "is_charging": False}).encode()
+    landing = land("power_state", [TOPIC], [record(0, bad_reading), record(1, b"nope")], WINDOW,
+                   max_message_bytes=1000)
+    assert landing.errors["device_id"].iloc[0] == "phone-7"
+    assert pd.isna(landing.errors["device_id"].iloc[1])
