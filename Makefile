@@ -6,10 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install dev test bench system-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	# PyTorch first and pinned (a large build); the constraints keep every later install on it.
+	$(PYTHON) -m pip install --quiet -c constraints.txt torch
+	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: system-deps $(STAMP)

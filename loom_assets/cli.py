@@ -23,6 +23,7 @@ TOPIC_RETENTION_DAYS = {
     "device.sensor.power.raw": 30,
     "device.state.power.raw": 30,
     "device.sensor.gps.raw": 30,
+    "device.sensor.accelerometer.raw": 7,  # SPEC §1.4 S4: 7 days
 }
 ERROR_TOPIC_RETENTION_DAYS = 7
 DEFAULT_PARTITIONS = 3
@@ -137,6 +138,92 @@ def status(as_json: bool) -> None:
         click.echo(f"  errors: {item['errors']}")
 
 
+@main.group()
+def regions() -> None:
+    """Georegions: named circles and polygons whose enter/exit/dwell the location flow reports."""
+
+
+def _database_url() -> str:
+    if not settings().database_url:
+        _die("DATABASE_URL is not set (`loom dev` prints it)")
+    return settings().database_url
+
+
+@regions.command("add")
+@click.argument("name")
+@click.option("--type", "region_type", type=click.Choice(["home", "work", "custom"]), default="custom", show_default=True)
+@click.option("--lat", "latitude", type=float, help="Centre latitude of a circle.")
+@click.option("--lon", "longitude", type=float, help="Centre longitude of a circle.")
+@click.option("--radius", "radius_m", type=float, default=100.0, show_default=True, help="Circle radius, metres.")
+@click.option("--polygon", help="A GeoJSON Polygon/Feature, a [[lon, lat], ...] ring, or a file holding one.")
+@click.option("--description")
+@click.option("--replace", is_flag=True, help="Update the region of that name if it exists.")
+def regions_add(name, region_type, latitude, longitude, radius_m, polygon, description, replace) -> None:
+    """Add a circle (--lat --lon --radius) or a polygon (--polygon)."""
+    from loom_assets.regions import RegionError, add_region
+
+    try:
+        region = add_region(_database_url(), name, region_type=region_type, latitude=latitude,
+                            longitude=longitude, radius_m=None if polygon else radius_m,
+                            polygon=polygon, description=description, replace=replace)
+    except RegionError as error:
+        _die(str(error))
+    click.echo(f"region {region['id']} {name!r}: {region['geometry_type']} around "
+               f"{region['center_latitude']:.6f}, {region['center_longitude']:.6f} "
+               f"({region['radius_meters']:.0f} m)")
+    click.echo("new windows use it; to apply it to past windows: "
+               "loom reprocess --flow location --stage georegions --stage places --since <date>")
+
+
+@regions.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def regions_list(as_json: bool) -> None:
+    """Every region, active or not."""
+    from loom_assets.regions import list_regions
+
+    rows = list_regions(_database_url())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>4} {r['name']:24s} {r['type']:7s} {r['geometry_type']:8s} "
+                   f"{r['center_latitude']:11.6f} {r['center_longitude']:12.6f} {r['radius_meters']:8.0f} m"
+                   + ("" if r["is_active"] else "  (inactive)"))
+
+
+@regions.command("remove")
+@click.argument("name")
+def regions_remove(name: str) -> None:
+    """Delete a region (its past events keep its name)."""
+    from loom_assets.regions import remove_region
+
+    if not remove_region(_database_url(), name):
+        _die(f"no region named {name!r}")
+    click.echo(f"removed {name!r}")
+
+
+@main.group()
+def train() -> None:
+    """Train the models Loom ships, reproducibly."""
+
+
+@train.command("activity")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Artifact path (.pt; a .json beside it). Default: under LOOM_HOME/models.")
+@click.option("--seed", default=0, show_default=True)
+def train_activity(out: str | None, seed: int) -> None:
+    """Train the still/walking/stairs classifier on UCI HAPT and write a versioned artifact."""
+    from loom_assets.models import activity
+
+    path = Path(out) if out else settings().home / "models" / "activity.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model, report = activity.train(seed=seed)
+    activity.save(model, path)
+    click.echo(json.dumps(report, indent=2, default=str))
+    click.echo(f"wrote {path} (version {activity.artifact_version(path)}); "
+               f"use it with LOOM_ACTIVITY_MODEL_PATH={path}")
+
+
 @main.command("serve-metrics")
 @click.option("--port", default=9464, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -154,12 +241,18 @@ def serve_metrics(port: int, host: str) -> None:
 @click.option("--flow", "flow_name", required=True)
 @click.option("--since", required=True, help="ISO date or time (UTC).")
 @click.option("--submit", is_flag=True, help="Queue the chunks as runs for the daemon instead of running them here.")
-def reprocess(flow_name: str, since: str, submit: bool) -> None:
+@click.option("--stage", "stages", multiple=True,
+              help="Re-run this stage (and those reading it) in every window since, stale or not. Repeatable.")
+def reprocess(flow_name: str, since: str, submit: bool, stages: tuple[str, ...]) -> None:
     """Re-run windows whose materialization has an older code version, in chunks."""
     from loom_assets.processing import reprocess_flow
 
     since_at = datetime.fromisoformat(since).replace(tzinfo=UTC) if "+" not in since else datetime.fromisoformat(since)
-    ok = reprocess_flow(_instance(), _defs().flow_named(flow_name), since_at, submit=submit, echo=click.echo)
+    try:
+        ok = reprocess_flow(_instance(), _defs().flow_named(flow_name), since_at, submit=submit,
+                            echo=click.echo, stages=stages)
+    except ValueError as error:
+        _die(str(error))
     if not ok:
         _die("some reprocessing runs failed")
 

@@ -85,6 +85,16 @@ class GpsFixV1(Payload):
     speed: float | None = None
 
 
+# -- device.sensor.accelerometer.raw (SPEC §3, §1.4) ------------------------------------------
+class AccelerationV1(Payload):
+    """One accelerometer sample: m/s² with gravity included (SPEC §3)."""
+
+    x: float = Field(allow_inf_nan=False)
+    y: float = Field(allow_inf_nan=False)
+    z: float = Field(allow_inf_nan=False)
+    accuracy: int | None = None  # Android's SENSOR_STATUS_* (0 unreliable … 3 high), when sent
+
+
 # topic -> {major version -> model}
 PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "os.events.app_lifecycle.raw": {1: AppLifecycleV1},
@@ -92,6 +102,7 @@ PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "device.state.power.raw": {1: PowerReadingV1},
     "device.network.wifi.raw": {1: WifiReadingV1},
     "device.sensor.gps.raw": {1: GpsFixV1},
+    "device.sensor.accelerometer.raw": {1: AccelerationV1},
 }
 
 # Aliases seen on the wire for the same field (SPEC §7.13/§7.14).

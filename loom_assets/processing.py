@@ -61,11 +61,16 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
 
 
 def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submit: bool = False,
-                   echo: Callable[[str], None] = print) -> bool:
+                   echo: Callable[[str], None] = print, stages: Sequence[str] = ()) -> bool:
     """Re-run stale windows of `flow` chunk by chunk: here, one run per chunk, or (`submit`) as
-    Dagster backfills that the daemon runs and the UI shows."""
+    Dagster backfills that the daemon runs and the UI shows. `stages` are re-run in every window
+    since, stale or not (and so are the stages reading them)."""
     defs, _ = _resources()
-    chunks = stale_chunks(instance, flow, since)
+    known = {s.key.path[-1]: s.key for s in flow.stages}
+    unknown = [name for name in stages if name not in known]
+    if unknown:
+        raise ValueError(f"{flow.name} has no stage {', '.join(unknown)}; stages: {', '.join(known)}")
+    chunks = stale_chunks(instance, flow, since, forced={known[name] for name in stages})
     if not chunks:
         echo(f"{flow.name}: no stale windows since {since:%Y-%m-%d %H:%M}")
         return True

@@ -48,6 +48,18 @@ class Settings:
     # Your own Wi-Fi networks (comma-separated SSIDs).
     network_home_ssids: frozenset[str] = field(default_factory=lambda: _ssids("LOOM_NETWORK_HOME_SSIDS"))
     network_work_ssids: frozenset[str] = field(default_factory=lambda: _ssids("LOOM_NETWORK_WORK_SSIDS"))
+    # Reverse geocoding: "offline" (GeoNames cities, bundled) or "nominatim" (a Nominatim server:
+    # the public one allows 1 request/s, or your own with LOOM_GEOCODER_DOMAIN/SCHEME).
+    geocoder_provider: str = field(default_factory=lambda: _env("LOOM_GEOCODER_PROVIDER", "offline"))
+    geocoder_domain: str = field(default_factory=lambda: _env("LOOM_GEOCODER_DOMAIN", "nominatim.openstreetmap.org"))
+    geocoder_scheme: str = field(default_factory=lambda: _env("LOOM_GEOCODER_SCHEME", "https"))
+    # Business identification of visits: "none", "foursquare" or "google_places" (an API key).
+    business_provider: str = field(default_factory=lambda: _env("LOOM_BUSINESS_PROVIDER", "none"))
+    business_api_key: str = field(default_factory=lambda: _env("LOOM_BUSINESS_API_KEY", ""))
+    # Empty: the provider's public endpoint.
+    business_base_url: str = field(default_factory=lambda: _env("LOOM_BUSINESS_BASE_URL", ""))
+    # The activity classifier artifact (`loom train activity` writes one); empty: the shipped one.
+    activity_model_path: str | None = field(default_factory=lambda: _env("LOOM_ACTIVITY_MODEL_PATH", "") or None)
 
 
 def window_override(flow: str) -> timedelta | None:

@@ -1,7 +1,7 @@
 """Reprocessing: windows whose last materialization ran an older code version (a new model or
 rules version) are run again, in chunks, never everything at once (DESIGN §3)."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,10 +54,12 @@ class StaleChunk:
         return {**self.tags, ASSET_PARTITION_RANGE_START_TAG: self.first, ASSET_PARTITION_RANGE_END_TAG: self.last}
 
 
-def stale_windows(instance: DagsterInstance, flow: Flow, since: datetime) -> dict[str, set[AssetKey]]:
+def stale_windows(instance: DagsterInstance, flow: Flow, since: datetime,
+                  forced: Collection[AssetKey] = ()) -> dict[str, set[AssetKey]]:
     """Partition key -> stage assets whose latest materialization of that window has another
     code version than the one deployed now, or that read a stage which has (flow stages are in
-    dependency order, so staleness flows downstream)."""
+    dependency order, so staleness flows downstream). `forced` stages count as stale in every
+    window they were materialized in: their inputs changed outside the code (new georegions)."""
     stale: dict[str, set[AssetKey]] = {}
     for stage in flow.stages:
         key = stage.key
@@ -77,14 +79,15 @@ def stale_windows(instance: DagsterInstance, flow: Flow, since: datetime) -> dic
             cursor = result.cursor
         for window, version in latest.items():
             # Stale: computed by another version, or from an upstream stage that is itself stale.
-            if version != current or stage.dependency_keys & stale.get(window, set()):
+            if version != current or key in forced or stage.dependency_keys & stale.get(window, set()):
                 stale.setdefault(window, set()).add(key)
     return stale
 
 
-def stale_chunks(instance: DagsterInstance, flow: Flow, since: datetime) -> list[StaleChunk]:
+def stale_chunks(instance: DagsterInstance, flow: Flow, since: datetime,
+                 forced: Collection[AssetKey] = ()) -> list[StaleChunk]:
     """Stale windows grouped into runs of consecutive windows (≤ CHUNK_WINDOWS each)."""
-    stale = stale_windows(instance, flow, since)
+    stale = stale_windows(instance, flow, since, forced)
     chunks: list[StaleChunk] = []
     run: list[str] = []
     for window in sorted(stale, key=window_from_key):

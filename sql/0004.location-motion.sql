@@ -1,0 +1,85 @@
+-- depends: 0003.light-flows
+-- Location and motion flows (SPEC §1.2, §1.4, §5.1, §5.6): the accelerometer raw table, the
+-- georegions you define, the geocode cache, and the stage tables. Stage columns are the
+-- DataFrame columns of loom_assets/stages/{location,geocoding,motion,activity}.py.
+
+-- Raw tables may now set their own retention and chunking (50 Hz motion is ~4 M rows a day
+-- per device).
+DROP FUNCTION loom_create_raw_table(text, text);
+CREATE FUNCTION loom_create_raw_table(
+    table_name     text,
+    payload_columns text,
+    retention      interval DEFAULT interval '30 days',
+    compress_after interval DEFAULT interval '7 days',
+    chunk_interval interval DEFAULT interval '1 day'
+) RETURNS text LANGUAGE sql AS $fn$
+    SELECT loom_create_timeseries(table_name, $cols$
+        window_start     timestamptz NOT NULL,
+        device_id        text NOT NULL,
+        recorded_at      timestamptz NOT NULL,
+        received_at      timestamptz,
+        schema_version   text NOT NULL,
+        message_id       text NOT NULL,
+        trace_id         text,
+        source_topic     text NOT NULL,
+        source_partition integer NOT NULL,
+        source_offset    bigint NOT NULL,
+        ingested_at      timestamptz NOT NULL,
+        metadata         jsonb,
+    $cols$ || payload_columns, time_column => 'recorded_at', retention => retention,
+        compress_after => compress_after, chunk_interval => chunk_interval);
+$fn$;
+
+-- SPEC §1.4 S4: accelerometer tables chunk by the hour, compress after a day, keep 7 days.
+SELECT loom_create_raw_table('motion_raw', $cols$
+    x        double precision NOT NULL,
+    y        double precision NOT NULL,
+    z        double precision NOT NULL,
+    accuracy integer
+$cols$, retention => interval '7 days', compress_after => interval '1 day',
+   chunk_interval => interval '1 hour');
+
+-- The places you name (SPEC §5.1, DB 031/033), managed with `loom regions add|list|remove`.
+-- A polygon keeps its GeoJSON ring; its centre and radius are the ring's centroid and the
+-- farthest vertex, so one bounding test serves both shapes.
+CREATE TABLE georegions (
+    id                  serial PRIMARY KEY,
+    name                text NOT NULL UNIQUE,
+    description         text,
+    type                text NOT NULL DEFAULT 'custom' CHECK (type IN ('home','work','custom')),
+    geometry_type       text NOT NULL DEFAULT 'circle' CHECK (geometry_type IN ('circle','polygon')),
+    center_latitude     double precision NOT NULL CHECK (center_latitude BETWEEN -90 AND 90),
+    center_longitude    double precision NOT NULL CHECK (center_longitude BETWEEN -180 AND 180),
+    radius_meters       double precision NOT NULL CHECK (radius_meters > 0),
+    polygon_coordinates jsonb,
+    is_active           boolean NOT NULL DEFAULT true,
+    metadata            jsonb,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    CHECK ((geometry_type = 'polygon') = (polygon_coordinates IS NOT NULL))
+);
+
+-- SPEC §1.2 cached_geocoding: one row per address looked up, reused within 50 m.
+CREATE TABLE geocode_cache (
+    id               bigserial PRIMARY KEY,
+    provider         text NOT NULL,
+    provider_version text NOT NULL,
+    latitude         double precision NOT NULL,
+    longitude        double precision NOT NULL,
+    name             text,
+    address          text,
+    house_number     text,
+    road             text,
+    city             text,
+    state            text,
+    country          text,
+    country_code     text,
+    postal_code      text,
+    place_type       text,
+    timezone         text,
+    raw              jsonb,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    last_used_at     timestamptz NOT NULL DEFAULT now(),
+    use_count        integer NOT NULL DEFAULT 1
+);
+CREATE INDEX geocode_cache_position ON geocode_cache (provider, latitude, longitude);
