@@ -6,7 +6,6 @@ stored with its centroid and farthest vertex as centre and radius for quick boun
 """
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-EARTH_RADIUS_M = 6_371_000.0  # SPEC §5.1 haversine
+from loom_assets.stages.location import haversine_m
+
 REGION_TYPES = ("home", "work", "custom")
 
 
@@ -62,15 +62,8 @@ def ring_bounds(ring: list[list[float]]) -> tuple[float, float, float]:
     points = ring[:-1]
     lat = sum(p[1] for p in points) / len(points)
     lon = sum(p[0] for p in points) / len(points)
-    radius = max(_haversine_m(lat, lon, p[1], p[0]) for p in points)
+    radius = max(haversine_m(lat, lon, p[1], p[0]) for p in points)
     return lat, lon, max(radius, 1.0)
-
-
-def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
 
 
 def add_region(url: str, name: str, *, region_type: str = "custom", latitude: float | None = None,
@@ -116,6 +109,7 @@ def add_region(url: str, name: str, *, region_type: str = "custom", latitude: fl
 
 
 def list_regions(url: str, active_only: bool = False) -> list[dict]:
+    """The stored regions as dicts (the polygon as its GeoJSON), oldest first."""
     with psycopg.connect(url, row_factory=dict_row) as conn:
         return conn.execute(
             "SELECT id, name, type, geometry_type, center_latitude, center_longitude, radius_meters,"

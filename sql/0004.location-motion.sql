@@ -83,3 +83,62 @@ CREATE TABLE geocode_cache (
     use_count        integer NOT NULL DEFAULT 1
 );
 CREATE INDEX geocode_cache_position ON geocode_cache (provider, latitude, longitude);
+
+-- location/georegions: enter, exit and dwell events (SPEC §1.2 keeps them 90 days).
+SELECT loom_create_event_table('location_georegions', $cols$
+    region_id              integer NOT NULL,
+    region_name            text NOT NULL,
+    region_type            text NOT NULL CHECK (region_type IN ('home','work','custom')),
+    event_type             text NOT NULL CHECK (event_type IN ('enter','exit','dwell')),
+    entered_at             timestamptz,
+    dwell_time_seconds     double precision CHECK (dwell_time_seconds >= 0),
+    distance_from_center_m double precision NOT NULL,
+    confidence             double precision NOT NULL CHECK (confidence BETWEEN 0 AND 1),
+    latitude               double precision NOT NULL,
+    longitude              double precision NOT NULL,
+    accuracy               double precision
+$cols$, retention => interval '90 days', compress_after => interval '7 days');
+
+-- location/places: visits (stays), the place each one was and the 30-day visit count. Kept a
+-- year (SPEC §1.2 identified_businesses), well beyond the 30 days the counts look back.
+SELECT loom_create_timeseries('location_places', $cols$
+    window_start      timestamptz NOT NULL,
+    device_id         text NOT NULL,
+    recorded_at       timestamptz NOT NULL,
+    model_version     text NOT NULL,
+    visit_id          text NOT NULL,
+    arrived_at        timestamptz NOT NULL,
+    departed_at       timestamptz NOT NULL,
+    duration_seconds  double precision NOT NULL CHECK (duration_seconds >= 0),
+    latitude          double precision NOT NULL,
+    longitude         double precision NOT NULL,
+    radius_m          double precision NOT NULL,
+    fix_count         integer NOT NULL,
+    place_source      text NOT NULL CHECK (place_source IN ('georegion','business','geocoded','unknown')),
+    place_key         text NOT NULL,
+    place_name        text,
+    place_category    text,
+    address           text,
+    region_id         integer,
+    business_provider text,
+    business_id       text,
+    visit_count_30d   integer NOT NULL
+$cols$, time_column => 'recorded_at', retention => interval '365 days', compress_after => interval '7 days');
+
+-- motion/activities: one row per 5 s window (SPEC §1.4 S4: 7 days).
+SELECT loom_create_timeseries('motion_activities', $cols$
+    window_start          timestamptz NOT NULL,
+    device_id             text NOT NULL,
+    recorded_at           timestamptz NOT NULL,
+    model_version         text NOT NULL,
+    window_end            timestamptz NOT NULL,
+    activity              text NOT NULL CHECK (activity IN ('still','walking','stairs','running','cycling','vehicle','unknown')),
+    confidence            double precision,
+    classifier_label      text,
+    classifier_confidence double precision,
+    probabilities         jsonb,
+    gps_speed_mps         double precision,
+    step_cadence_hz       double precision,
+    source                text NOT NULL
+$cols$, time_column => 'recorded_at', retention => interval '7 days', compress_after => interval '1 day',
+   chunk_interval => interval '1 hour');

@@ -154,6 +154,18 @@ class Warehouse(ConfigurableResource):
         )
         return self.query(statement, (start, end))
 
+    def raw_tail(self, table: str, window_start: datetime, seconds: float) -> pd.DataFrame:
+        """The last `seconds` of event time per device of one window's raw rows: what a stage
+        needs of the previous window to compute features that straddle the boundary."""
+        statement = sql.SQL(
+            "SELECT t.* FROM {t} t JOIN ("
+            "  SELECT device_id, max(recorded_at) AS last FROM {t} WHERE window_start = %(w)s GROUP BY device_id"
+            ") latest USING (device_id)"
+            " WHERE t.window_start = %(w)s AND t.recorded_at >= latest.last - make_interval(secs => %(s)s)"
+            " ORDER BY t.device_id, t.recorded_at"
+        ).format(t=sql.Identifier(table))
+        return self.query(statement, {"w": window_start, "s": float(seconds)})
+
     # -- errors -----------------------------------------------------------------------------
     def replace_errors(self, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
         """Errors of a window are rewritten with the window, so a re-run leaves the same rows."""

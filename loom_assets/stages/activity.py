@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 
 from loom_assets.stages.frames import float_or_nan, typed_frame, utc, with_columns
+from loom_assets.stages.location import haversine_m
 
 # Windows are resampled to 50 Hz before features are taken: HAPT (the training data) is 50 Hz and
 # SPEC §1.4 sizes a 5 s window at 250 samples = 50 Hz.
 FEATURE_RATE_HZ = 50
+# Bump when feature_vector changes: stored windows then need recomputing, and the model retraining.
+FEATURES_VERSION = "1"
 
 # The three orientation-invariant signals of a window (see `feature_vector`).
 _SIGNALS = ("mag", "vert", "horiz")
@@ -262,7 +265,6 @@ ACTIVITY_DTYPES: dict[str, str] = {
     "source": "str",                       # SOURCES
 }
 
-_EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG)
 _WALKING_LIKE = ("walking", "stairs")
 
 
@@ -401,17 +403,11 @@ def _gps_speeds(windows: pd.DataFrame, fixes: pd.DataFrame | None, rules: Activi
             first, last = np.flatnonzero(near)[[0, -1]]
             seconds = (at[last] - at[first]) / np.timedelta64(1, "s")
             if seconds >= rules.min_derived_interval.total_seconds():
-                speeds[i] = _haversine_m(lat[first], lon[first], lat[last], lon[last]) / seconds
+                speeds[i] = haversine_m(lat[first], lon[first], lat[last], lon[last]) / seconds
     return speeds
 
 
 def _between(at: np.ndarray, lo: pd.Timestamp, hi: pd.Timestamp) -> np.ndarray:
     lo, hi = np.datetime64(lo.tz_convert(None)), np.datetime64(hi.tz_convert(None))
     return (at >= lo) & (at <= hi)
-
-
-def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 

@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from loom_assets.cli import main
-from loom_assets.regions import RegionError, _haversine_m, polygon_ring, ring_bounds
+from loom_assets.regions import RegionError, polygon_ring, ring_bounds
+from loom_assets.stages.location import haversine_m
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +66,6 @@ def test_rings_are_closed_and_bounded():
     ring = polygon_ring(json.dumps(NASHVILLE_RING[:-1]))  # unclosed input
     assert ring[0] == ring[-1] and len(ring) == 5
     lat, lon, radius = ring_bounds(ring)
-    assert radius == pytest.approx(max(_haversine_m(lat, lon, p[1], p[0]) for p in ring), rel=1e-9)
+    assert radius == pytest.approx(max(haversine_m(lat, lon, p[1], p[0]) for p in ring), rel=1e-9)
     with pytest.raises(RegionError):
         polygon_ring('{"type": "FeatureCollection", "features": []}')

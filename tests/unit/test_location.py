@@ -559,6 +559,6 @@ def test_empty_inputs_give_empty_frames_with_exact_columns():
 
 
 def test_output_columns_name_both_tables():
-    assert OUTPUT_COLUMNS == {"location_region_events": tuple(REGION_EVENT_DTYPES),
-                              "location_visits": tuple(VISIT_DTYPES)}
+    assert OUTPUT_COLUMNS == {"location_georegions": tuple(REGION_EVENT_DTYPES),
+                              "location_places": tuple(VISIT_DTYPES)}
     assert visit_lookback_start(T0, RULES) == T0 - pd.Timedelta(hours=48)

@@ -1,0 +1,41 @@
+"""Models, loaded once per run process: the stage functions take them as arguments."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from loom_assets.settings import settings
+
+SHIPPED_ACTIVITY_MODEL = Path(__file__).resolve().parents[1] / "models" / "data" / "activity-v1.pt"
+
+
+def activity_model_path() -> Path:
+    """The configured activity classifier artifact, else the one shipped in the package."""
+    configured = settings().activity_model_path
+    return Path(configured) if configured else SHIPPED_ACTIVITY_MODEL
+
+
+def activity_model_version() -> str:
+    """The artifact's version (read from its JSON, without loading torch): part of the
+    activities stage's code version, so a new model makes its windows stale."""
+    from loom_assets.models.activity import artifact_version
+
+    return artifact_version(activity_model_path())
+
+
+@lru_cache(maxsize=4)
+def _activity_classifier(path: str):
+    from loom_assets.models.activity import load
+
+    return load(Path(path))
+
+
+class Models(ConfigurableResource):
+    """Every model a stage runs. Paths left empty come from settings (LOOM_*_MODEL_PATH)."""
+
+    activity_model_path: str | None = None
+
+    def activity(self):
+        """The activity classifier (loaded once per process; a broken artifact fails loudly)."""
+        return _activity_classifier(str(self.activity_model_path or activity_model_path()))
