@@ -2,15 +2,20 @@
 
 from dagster import Definitions, json_console_logger
 
-from loom_assets.flows import app_lifecycle, location, network_events, power_state
+from loom_assets.flows import app_lifecycle, location, motion, network_events, power_state
 from loom_assets.housekeeping import housekeeping_job, housekeeping_schedule
+from loom_assets.resources.business import BusinessProviderResource
+from loom_assets.resources.geocoder import GeocoderResource
 from loom_assets.resources.kafka import KafkaResource
+from loom_assets.resources.models import Models
 from loom_assets.resources.warehouse import HypertableIOManager, Warehouse
 from loom_assets.sensors.kafka_windows import window_sensor
+from loom_assets.sensors.late_inputs import rerun_when_landed
 from loom_assets.sensors.reprocessing import reprocess_schedule
 
-# Location first: power patterns and network correlation read its fixes by event time.
-FLOWS = (location.FLOW, app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW)
+# Location first: power patterns, network correlation and motion activities read its fixes by
+# event time.
+FLOWS = (location.FLOW, motion.FLOW, app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW)
 
 
 def flow_named(name: str):
@@ -22,13 +27,24 @@ def flow_named(name: str):
 
 def resources() -> dict:
     """Resources read KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL when used, not at import."""
-    return {"kafka": KafkaResource(), "warehouse": Warehouse(), "io_manager": HypertableIOManager()}
+    return {
+        "kafka": KafkaResource(),
+        "warehouse": Warehouse(),
+        "io_manager": HypertableIOManager(),
+        "models": Models(),
+        "geocoder": GeocoderResource(),
+        "businesses": BusinessProviderResource(),
+    }
 
 
 defs = Definitions(
     assets=[a for flow in FLOWS for a in flow.assets],
     jobs=[flow.job for flow in FLOWS] + [housekeeping_job],
-    sensors=[window_sensor(flow) for flow in FLOWS],
+    sensors=[
+        *(window_sensor(flow) for flow in FLOWS),
+        # Motion windows (5 min) run before the GPS of their time lands (15 min windows).
+        rerun_when_landed(location.FLOW, motion.FLOW, motion.activities.key),
+    ],
     schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages)],
     resources=resources(),
     # Run logs as JSON lines (run id, step, partition tags in `dagster_meta`) for log shippers;

@@ -142,3 +142,55 @@ SELECT loom_create_timeseries('motion_activities', $cols$
     source                text NOT NULL
 $cols$, time_column => 'recorded_at', retention => interval '7 days', compress_after => interval '1 day',
    chunk_interval => interval '1 hour');
+
+-- motion/windows: 5 s feature windows with 1 s overlap (SPEC §1.4 S1), 7 days like the samples.
+-- `features` is the activity classifier's input vector (loom_assets/stages/activity.py).
+SELECT loom_create_timeseries('motion_windows', $cols$
+    window_start      timestamptz NOT NULL,
+    device_id         text NOT NULL,
+    recorded_at       timestamptz NOT NULL,
+    model_version     text NOT NULL,
+    window_end        timestamptz NOT NULL,
+    sample_count      integer NOT NULL,
+    sampling_rate_hz  double precision,
+    mean_x            double precision NOT NULL,
+    mean_y            double precision NOT NULL,
+    mean_z            double precision NOT NULL,
+    std_x             double precision NOT NULL,
+    std_y             double precision NOT NULL,
+    std_z             double precision NOT NULL,
+    magnitude_mean    double precision NOT NULL,
+    magnitude_std     double precision NOT NULL,
+    peak_frequency_hz double precision,
+    step_count        integer CHECK (step_count >= 0),
+    features          real[]
+$cols$, time_column => 'recorded_at', retention => interval '7 days', compress_after => interval '1 day',
+   chunk_interval => interval '1 hour');
+
+-- motion/significant_motion: debounced threshold crossings with a motion type (SPEC §5.6).
+SELECT loom_create_timeseries('motion_significant_motion', $cols$
+    window_start        timestamptz NOT NULL,
+    device_id           text NOT NULL,
+    recorded_at         timestamptz NOT NULL,
+    model_version       text NOT NULL,
+    event_id            text NOT NULL,
+    start_time          timestamptz NOT NULL,
+    end_time            timestamptz NOT NULL,
+    duration_seconds    double precision NOT NULL CHECK (duration_seconds >= 0),
+    motion_type         text NOT NULL CHECK (motion_type IN ('sudden_start','sudden_stop','fall','shake','walking','running','vehicle','unknown')),
+    confidence          double precision NOT NULL,
+    activity_type       text NOT NULL CHECK (activity_type IN ('stationary','walking','running','vehicle','unknown')),
+    activity_confidence double precision NOT NULL,
+    sample_count        integer NOT NULL,
+    max_acceleration    double precision NOT NULL,
+    avg_acceleration    double precision NOT NULL,
+    std_acceleration    double precision NOT NULL,
+    min_acceleration    double precision NOT NULL,
+    p25_acceleration    double precision NOT NULL,
+    p75_acceleration    double precision NOT NULL,
+    dominant_axis       text NOT NULL CHECK (dominant_axis IN ('x','y','z')),
+    x_variance          double precision NOT NULL,
+    y_variance          double precision NOT NULL,
+    z_variance          double precision NOT NULL
+$cols$, time_column => 'recorded_at', retention => interval '30 days', compress_after => interval '7 days',
+   chunk_interval => interval '7 days');
