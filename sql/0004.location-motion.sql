@@ -194,3 +194,28 @@ SELECT loom_create_timeseries('motion_significant_motion', $cols$
     z_variance          double precision NOT NULL
 $cols$, time_column => 'recorded_at', retention => interval '30 days', compress_after => interval '7 days',
    chunk_interval => interval '7 days');
+
+-- location/geocoded: the address of each fix where the device moved ≥ 100 m (SPEC §1.2 S4:
+-- geocoded locations kept 90 days). `cache_id` has no foreign key: old cache rows may go.
+SELECT loom_create_event_table('location_geocoded', $cols$
+    latitude                 double precision NOT NULL,
+    longitude                double precision NOT NULL,
+    accuracy                 double precision,
+    name                     text,
+    address                  text,
+    house_number             text,
+    road                     text,
+    city                     text,
+    state                    text,
+    country                  text,
+    country_code             text,
+    postal_code              text,
+    place_type               text,
+    timezone                 text,
+    provider                 text NOT NULL,
+    provider_version         text NOT NULL,
+    cached                   boolean NOT NULL,
+    cache_id                 bigint,
+    cache_distance_m         double precision NOT NULL,
+    distance_from_previous_m double precision
+$cols$, retention => interval '90 days', compress_after => interval '7 days');

