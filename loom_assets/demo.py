@@ -16,7 +16,14 @@ device.state.power.raw      unified ``power_state`` (§2.2)         laptops; eve
 device.network.wifi.raw     flat REST                              all; every 120 s while
                                                                    connected (§5.6)
 device.sensor.gps.raw       flat REST                              phones; every 30 s (§5.6)
+device.sensor.accelerometer flat REST (x, y, z m/s², gravity       phones; 50 Hz moving (§1.4),
+.raw                        included)                              10 Hz still (§5.6)
 ==========================  =====================================  ===========================
+
+The accelerometer follows the same day as the GPS: the phone lies still (and is picked up now
+and then), walks with its person, climbs the office stairs, rides in the car's mount. At 50 Hz
+while moving and 10 Hz while still a phone sends ~1 M samples a day (~12 msg/s on average,
+50 msg/s at most); the default demo (one phone) stays under ~55 msg/s, two phones under ~105.
 
 Generation is pure and reproducible: every (device, topic) stream has its own
 ``random.Random`` seeded from ``seed``, and the day plan depends only on seed, person and
@@ -27,6 +34,7 @@ Only :func:`replay` talks to Kafka (through a producer handed in by the caller).
 from __future__ import annotations
 
 import bisect
+import copy
 import heapq
 import json
 import logging
@@ -40,6 +48,8 @@ from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
@@ -51,6 +61,7 @@ SENSOR_POWER_TOPIC = "device.sensor.power.raw"  # SPEC §1.10: what POST /sensor
 STATE_POWER_TOPIC = "device.state.power.raw"  # SPEC §2.2: unified route, message_type power_state
 WIFI_TOPIC = "device.network.wifi.raw"  # SPEC §1.11 / §3
 GPS_TOPIC = "device.sensor.gps.raw"  # SPEC §1.2 / §3
+ACCELEROMETER_TOPIC = "device.sensor.accelerometer.raw"  # SPEC §1.4 / §3
 
 DEMO_TOPICS: tuple[str, ...] = (
     APP_LIFECYCLE_TOPIC,
@@ -58,6 +69,7 @@ DEMO_TOPICS: tuple[str, ...] = (
     STATE_POWER_TOPIC,
     WIFI_TOPIC,
     GPS_TOPIC,
+    ACCELEROMETER_TOPIC,
 )
 
 SCHEMA_VERSION = "1.0"  # SPEC §2.1 / §2.2 default
@@ -213,12 +225,24 @@ def rest_message(
     recorded_at = _to_ms(recorded_at)
     received = recorded_at + timedelta(milliseconds=rng.uniform(*RECEIVE_LATENCY_MS))
     trace_id = _uuid4(rng)
+    return _flat_message(topic, device_id, recorded_at, received, _uuid4(rng), trace_id, payload)
+
+
+def _flat_message(
+    topic: str,
+    device_id: str,
+    recorded_at: datetime,
+    received: datetime,
+    message_id: str,
+    trace_id: str,
+    payload: dict[str, Any],
+) -> DemoMessage:
     body = {
         "schema_version": SCHEMA_VERSION,
         "device_id": device_id,
         "recorded_at": format_datetime(recorded_at),
         "timestamp": format_datetime(received),
-        "message_id": _uuid4(rng),
+        "message_id": message_id,
         "trace_id": trace_id,
         "services_encountered": list(SERVICES_ENCOUNTERED),
         **payload,
@@ -975,25 +999,640 @@ def gps_stream(
         yield rest_message(GPS_TOPIC, device.device_id, t, payload, rng)
 
 
+# ---- accelerometer ---------------------------------------------------------------------------
+#
+# What the phone feels, as a function of absolute time: every segment of the day is cut into
+# *bouts* (resting in one orientation, being handled, walking or climbing stairs, riding in the
+# car), each a vectorised signal of the time since it began. Samples sit on a 50 Hz grid anchored
+# at the Unix epoch and sensor noise and message ids are drawn per UTC minute, so any window
+# of the day yields exactly the samples of a longer window that contains it (``loom dev`` makes
+# an hour at a time).
+
+ACCEL_MOVING_HZ = 50  # SPEC §1.4: 50 ev/s; the step counter assumes 5 s windows at 50 Hz (§5.6)
+ACCEL_STILL_HZ = 10  # SPEC §5.6 mobile default accelerometer interval: 100 ms
+GRAVITY = 9.80665  # m/s², standard gravity
+_ACCEL_STEP_US = 1_000_000 // ACCEL_MOVING_HZ  # the 20 ms grid
+_STILL_EVERY = ACCEL_MOVING_HZ // ACCEL_STILL_HZ  # while still, every 5th grid point (100 ms)
+_ACCEL_BLOCK = 60 * ACCEL_MOVING_HZ  # grid points per UTC minute: noise and ids are drawn per block
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+ACCEL_NOISE = (0.02, 0.05)  # m/s² white sensor noise per axis (brief: 0.02-0.05), per device
+ACCEL_BIAS = 0.03  # m/s² spread of the per-axis calibration offset
+CADENCE_HZ = (1.7, 2.0)  # steps/s, per person (brief: 1.7-2.0)
+STEP_VERTICAL = (2.0, 3.0)  # m/s² peak of the vertical step fundamental, per person (brief: 2-4)
+# Gait waveform: peak amplitude of each harmonic of the stride frequency (2 = the step frequency)
+# relative to the vertical step fundamental, per body axis (forward, left, up). Measured as the
+# median over UCI HAPT's walking and walking-upstairs windows (phone on the waist, 30 people):
+# walking has a strong 1.5x-step component (left and right steps differ), stairs a stronger
+# half-step sway and push-off. HAPT stairs: 0.9x the cadence, 1.3x the vertical step.
+GAIT_HARMONICS: dict[str, tuple[dict[int, float], ...]] = {
+    "walk": ({1: 0.18, 2: 0.64, 3: 0.17, 4: 0.37, 5: 0.23, 6: 0.36},
+             {1: 0.34, 2: 0.14, 3: 0.14, 4: 0.09, 5: 0.17, 6: 0.09},
+             {1: 0.08, 2: 1.0, 3: 0.40, 4: 0.27, 5: 0.19, 6: 0.35}),
+    "stairs": ({1: 0.35, 2: 0.36, 3: 0.11, 4: 0.23, 5: 0.11, 6: 0.08},
+               {1: 0.32, 2: 0.21, 3: 0.08, 4: 0.12},
+               {1: 0.13, 2: 1.0, 3: 0.12, 4: 0.25, 5: 0.11, 6: 0.23}),
+}
+STAIRS_CADENCE, STAIRS_VERTICAL = 0.9, 1.3
+HEEL_STRIKE = (1.0, 2.0)  # m/s² peak of the jolt as a foot lands
+HEEL_PHASE = 0.2  # of a step cycle
+STEP_ASYMMETRY = (0.05, 0.12)  # left vs right step strength (+-)
+GAIT_IRREGULARITY = (0.4, 0.7)  # m/s² RMS of the non-periodic part of walking, per axis
+POCKET_SWING_RAD = (0.05, 0.12)  # a phone in a trouser pocket pitches with the hip, per stride
+WALK_GATE_MPS = 0.8  # GPS speed (m/s) at which the gait has its full amplitude
+# Pick-ups per hour of each activity (~20/h x the phone's ACTIVITY_INTENSITY, fewer at night);
+# a few of them (P_SHAKE) are shakes.
+HANDLINGS_PER_H = {"sleep": 0.4, "morning": 14.0, "work": 7.0, "coffee": 10.0, "evening": 14.0}
+P_SHAKE = 0.02
+HANDLING_TRANSIENT = (1.0, 3.0)  # m/s² peak of a pick-up's / put-down's jolt (brief: 1-3)
+SHAKE_PEAK = (4.0, 6.5)  # m/s², below the 8 m/s² that SPEC §5.6 would read as a fall
+DRIVE_MAX_ACCEL = 3.0  # m/s², longitudinal and lateral (brief: <= 3)
+ROAD_VIBRATION = (0.05, 0.02)  # m/s² RMS (vertical) = idle + per m/s of speed: ~0.3 at 45 km/h
+BUMPS_PER_M = 1 / 400.0  # potholes, manhole covers, speed bumps
+
+_Z = np.array([0.0, 0.0, 1.0])
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    return v / np.linalg.norm(v)
+
+
+def _rot_z(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _orientation(up, yaw: float) -> np.ndarray:
+    """World→phone rotation (``a_phone = R @ a_world``; world x forward, y left, z up) of a phone
+    that sees world-up along ``up`` (phone frame), turned by ``yaw`` about the vertical."""
+    up = _unit(up)
+    c = float(_Z @ up)
+    if c < -0.999999:
+        r0 = np.diag([1.0, -1.0, -1.0])
+    else:
+        vx, vy, vz = np.cross(_Z, up)
+        k = np.array([[0.0, -vz, vy], [vz, 0.0, -vx], [-vy, vx, 0.0]])
+        r0 = np.eye(3) + k + k @ k / (1.0 + c)
+    return r0 @ _rot_z(yaw)
+
+
+def _placement(rng: random.Random, where: str) -> np.ndarray:
+    """A phone orientation: on a table (screen up, sometimes down), in a trouser pocket while
+    sitting (about flat on the thigh) or standing (upright), or held in the hand."""
+    yaw = rng.uniform(0, 2 * math.pi)
+    if where == "table":
+        up = (rng.gauss(0, 0.03), rng.gauss(0, 0.03), 1.0 if rng.random() < 0.85 else -1.0)
+    elif where == "sitting_pocket":
+        up = (rng.gauss(0, 0.3), rng.gauss(0, 0.3), rng.choice((1.0, -1.0)))
+    elif where == "pocket":
+        up = (rng.gauss(0, 0.2), rng.choice((1.0, -1.0)), rng.gauss(0, 0.2))
+    else:  # hand: screen toward the face, ~40° from vertical
+        up = (rng.gauss(0, 0.1), math.sin(0.7), math.cos(0.7))
+    return _orientation(up, yaw)
+
+
+def _resting_place(rng: random.Random, activity: str) -> np.ndarray:
+    if activity == "sleep" or rng.random() < 0.75:
+        return _placement(rng, "table")
+    return _placement(rng, "sitting_pocket")
+
+
+def _car_placement(rng: random.Random) -> np.ndarray:
+    if rng.random() < 0.7:  # in a dashboard/vent mount, screen toward the driver, leaning back
+        beta = rng.uniform(0.1, 0.4)
+        ey = np.array([math.sin(beta), 0.0, math.cos(beta)])  # top edge: up, tilted forward
+        ez = np.array([-math.cos(beta), 0.0, math.sin(beta)])  # screen: back to the driver
+        r = np.array([np.cross(ey, ez), ey, ez])
+        if rng.random() < 0.3:  # landscape
+            r = _rot_z(rng.choice((1, -1)) * math.pi / 2) @ r
+        return r @ _rot_z(rng.uniform(-0.3, 0.3))  # mount turned toward the driver
+    return _orientation((rng.gauss(0, 0.15), rng.gauss(0, 0.15), 1.0), rng.uniform(0, 2 * math.pi))
+
+
+def _smooth(values: np.ndarray, sigma: float, pad: str) -> np.ndarray:
+    """Gaussian smoothing of a 1 Hz series (``sigma`` in samples)."""
+    half = int(3 * sigma) + 1
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    padded = np.pad(values, half, mode=pad)
+    return np.convolve(padded, kernel / kernel.sum(), mode="valid")
+
+
+def _slerp(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-sample spherical interpolation between unit vectors ``a`` and ``b`` ((n, 3) or (3,))."""
+    a = np.broadcast_to(a, (len(w), 3))
+    b = np.broadcast_to(b, (len(w), 3))
+    cos = np.clip((a * b).sum(axis=1), -1.0, 1.0)
+    omega = np.arccos(cos)
+    sin = np.sin(omega)
+    safe = sin > 1e-6
+    fa = np.where(safe, np.sin((1 - w) * omega) / np.where(safe, sin, 1.0), 1 - w)
+    fb = np.where(safe, np.sin(w * omega) / np.where(safe, sin, 1.0), w)
+    out = fa[:, None] * a + fb[:, None] * b
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _pulse(s: np.ndarray, t0: float, length: float) -> np.ndarray:
+    """sin² window over [t0, t0 + length): 0 at both ends, so bouts join without jumps."""
+    x = (s - t0) / length
+    return np.where((x >= 0) & (x < 1), np.sin(np.pi * np.clip(x, 0, 1)) ** 2, 0.0)
+
+
+def _random_direction(rng: random.Random) -> np.ndarray:
+    return _unit([rng.gauss(0, 1) for _ in range(3)])
+
+
+class _Bout:
+    """A stretch of one kind of motion; ``signal(s, jolts)`` is the specific force (gravity
+    included, phone frame, m/s², (n, 3)) at ``s`` seconds after ``start_us``; ``jolts`` is
+    white noise (n, 3) for the irregular part of body and road motion."""
+
+    kind = ""
+    moving = True  # sampled at ACCEL_MOVING_HZ (else ACCEL_STILL_HZ)
+
+    def __init__(self, start_us: int, end_us: int):
+        self.start_us, self.end_us = start_us, end_us
+
+    def signal(self, s: np.ndarray, jolts: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _Rest(_Bout):
+    """Lying still in one orientation; in a pocket, breathing rocks it a little."""
+
+    kind, moving = "still", False
+
+    def __init__(self, start_us: int, end_us: int, orientation: np.ndarray, rng: random.Random):
+        super().__init__(start_us, end_us)
+        self.gravity = GRAVITY * orientation[:, 2]
+        on_table = abs(orientation[2, 2]) > 0.98
+        self.breath = 0.0 if on_table else rng.uniform(0.01, 0.03)
+        self.breath_dir = _random_direction(rng)
+        self.breath_hz, self.breath_phase = rng.uniform(0.2, 0.3), rng.uniform(0, 2 * math.pi)
+
+    def signal(self, s, jolts):
+        out = np.broadcast_to(self.gravity, (len(s), 3)).copy()
+        if self.breath:
+            wave = self.breath * np.sin(2 * math.pi * self.breath_hz * s + self.breath_phase)
+            out += wave[:, None] * self.breath_dir
+        return out
+
+
+class _Handling(_Bout):
+    """Picked up, held and put down: gravity turns from ``before`` to the hand and on to
+    ``after`` (phone-frame up vectors), with a jolt at pick-up and put-down, a slow wobble while
+    held and, rarely, a shake."""
+
+    kind = "handling"
+
+    def __init__(self, start_us, end_us, before, after, rng: random.Random, shake: bool = False):
+        super().__init__(start_us, end_us)
+        self.duration = (end_us - start_us) / 1e6
+        self.before, self.after = before, after
+        self.hand = _placement(rng, "hand")[:, 2]
+        self.turn = min(1.2, 0.3 * self.duration)  # seconds to lift / to put down
+        self.jolts = [(t0, self.turn, rng.uniform(*HANDLING_TRANSIENT), rng.uniform(1.5, 3.5),
+                       rng.uniform(0, 2 * math.pi), _random_direction(rng))
+                      for t0 in (0.0, self.duration - self.turn)]
+        self.wobble = (rng.uniform(0.1, 0.4), rng.uniform(0.8, 2.0), rng.uniform(0, 2 * math.pi),
+                       _random_direction(rng))
+        self.shake = None
+        if shake:
+            length = rng.uniform(0.6, 1.5)
+            self.kind = "shake"
+            axis = _unit([rng.gauss(0, 0.2), 1.0, rng.gauss(0, 0.2)])  # along the phone's length
+            self.shake = (self.duration / 2 - length / 2, length, rng.uniform(*SHAKE_PEAK),
+                          rng.uniform(4.0, 6.0), axis)
+
+    def signal(self, s, jolts):
+        lift = _smoothstep(s / self.turn)
+        drop = _smoothstep((s - (self.duration - self.turn)) / self.turn)
+        direction = _slerp(_slerp(self.before, self.hand, lift), self.after, drop)
+        out = GRAVITY * direction
+        for t0, length, peak, hz, phase, axis in self.jolts:
+            jolt = peak * _pulse(s, t0, length) * np.sin(2 * math.pi * hz * (s - t0) + phase)
+            out += jolt[:, None] * axis
+        amp, hz, phase, axis = self.wobble
+        held = _pulse(s, self.turn, max(self.duration - 2 * self.turn, 1e-3))
+        out += (amp * held * np.sin(2 * math.pi * hz * s + phase))[:, None] * axis
+        if self.shake is not None:
+            t0, length, peak, hz, axis = self.shake
+            out += (peak * _pulse(s, t0, length) * np.sin(2 * math.pi * hz * (s - t0)))[:, None] * axis
+        return out
+
+
+class _Gait(_Bout):
+    """Walking with the phone in ``orientation``, sometimes on stairs.
+
+    Body frame (forward, left, up): each axis is a sum of harmonics of the stride (half the step
+    frequency) after ``GAIT_HARMONICS``, scaled per step (left and right feet differ), with a
+    heel-strike jolt at each step, an irregular part, and a cadence that drifts by a few %. A
+    phone in a trouser pocket also pitches with the hip at the stride frequency. A gate (0-1)
+    scales it all: the GPS speed profile of a walk, or 1 s ramps in and out.
+    """
+
+    kind = "walk"
+
+    def __init__(self, start_us, end_us, orientation, rng: random.Random, cadence: float,
+                 vertical: float, swing: float, gate=None, ramp_in: float = 1.0):
+        super().__init__(start_us, end_us)
+        self.r = orientation
+        self.duration = (end_us - start_us) / 1e6
+        self.cadence = cadence * rng.uniform(0.97, 1.03)
+        self.vertical = vertical * rng.uniform(0.9, 1.1)
+        # (gait, axis) -> (stride multiples, amplitudes relative to the vertical step, phases)
+        self.harmonics = {}
+        for gait, axes in GAIT_HARMONICS.items():
+            for axis, table in enumerate(axes):
+                k = np.array(sorted(table), dtype=float)
+                amp = np.array([table[int(x)] * rng.uniform(0.8, 1.2) for x in k])
+                phase = np.array([rng.uniform(0, 2 * math.pi) for _ in k])
+                self.harmonics[gait, axis] = (k, amp, phase)
+        self.swing = (swing, rng.uniform(0, 2 * math.pi))
+        self.heel = rng.uniform(*HEEL_STRIKE)
+        self.irregular = rng.uniform(*GAIT_IRREGULARITY)
+        # Steps are not a metronome: the cadence drifts by a few % over seconds.
+        self.drift = [(rng.uniform(0.1, 0.5), rng.uniform(0, 2 * math.pi), rng.uniform(0.01, 0.03))
+                      for _ in range(3)]
+        self.gate, self.ramp_in, self.ramp_out = gate, ramp_in, 1.0
+        self.origin_us = start_us  # the walk's time base: steps are counted from here
+        self.stairs = (0.0, 0.0)  # seconds after origin_us spent on stairs
+        steps = int((self.duration + 120) * self.cadence * 1.1) + 8  # (room to carry on)
+        self.step_strength = np.random.default_rng(rng.getrandbits(64)).normal(1.0, 0.08, steps)
+        limp = rng.uniform(*STEP_ASYMMETRY)
+        self.step_strength[::2] *= 1 + limp
+        self.step_strength[1::2] *= 1 - limp
+
+    def carried_on(self, start_us: int, end_us: int, stairs: bool = False) -> _Gait:
+        """The same walk going on over [start_us, end_us) (into the building, up the stairs),
+        in step with this one, without its gate; it comes to a stop at the end unless stairs."""
+        out = copy.copy(self)
+        out.start_us, out.end_us = start_us, end_us
+        out.duration = (end_us - start_us) / 1e6
+        out.gate, out.ramp_in, out.ramp_out = None, 0.0, 0.0 if stairs else 1.0
+        out.kind = "stairs" if stairs else "walk"
+        if stairs:
+            out.stairs = ((start_us - self.origin_us) / 1e6, (end_us - self.origin_us) / 1e6)
+        return out
+
+    def signal(self, s, jolts):
+        u = s + (self.start_us - self.origin_us) / 1e6
+        a, b = self.stairs
+        climbing = np.clip(u - a, 0.0, b - a)  # seconds on the stairs so far
+        steps = self.cadence * (u - (1 - STAIRS_CADENCE) * climbing)  # cumulative steps
+        for hz, phase, depth in self.drift:  # (integral of cadence x depth x sin)
+            w = 2 * math.pi * hz
+            steps += self.cadence * depth * (np.cos(phase) - np.cos(w * u + phase)) / w
+        stride_phase = math.pi * steps
+        gate = np.ones_like(s) if self.gate is None else self.gate(s)
+        if self.ramp_in:
+            gate = gate * np.clip(s / self.ramp_in, 0, 1)
+        if self.ramp_out:
+            gate = gate * np.clip((self.duration - s) / self.ramp_out, 0, 1)
+        # 0 walking .. 1 on the stairs, blended over the first and last step or so
+        on_stairs = np.clip((u - a) / 0.6, 0, 1) * np.clip((b - u) / 0.6, 0, 1) if b > a else 0 * u
+        strength = self.vertical * (1 + (STAIRS_VERTICAL - 1) * on_stairs)
+        strength = strength * np.interp(steps - 0.5, np.arange(len(self.step_strength)), self.step_strength)
+        body = np.empty((len(s), 3))
+        for axis in range(3):
+            waves = []
+            for gait in ("walk", "stairs"):
+                k, amp, phase = self.harmonics[gait, axis]
+                waves.append(np.sin(np.outer(stride_phase, k) + phase) @ amp)
+            body[:, axis] = strength * ((1 - on_stairs) * waves[0] + on_stairs * waves[1])
+        # heel strike: a sharp, quickly damped jolt just before the vertical peak of each step
+        since = np.mod(steps - HEEL_PHASE, 1.0) / self.cadence  # seconds since the last strike
+        ringing = np.exp(-since / 0.05) * np.cos(2 * math.pi * 7.0 * since)
+        strike = strength / self.vertical * self.heel * ringing
+        body[:, 2] += strike
+        body[:, 0] -= 0.5 * strike
+        body = gate[:, None] * (body + self.irregular * jolts)
+        body[:, 2] += GRAVITY
+        theta = self.swing[0] * gate * np.sin(stride_phase + self.swing[1])
+        cos, sin = np.cos(theta), np.sin(theta)  # the hip pitches about the lateral axis
+        fx, fy, fz = body.T
+        body = np.stack([fx * cos + fz * sin, fy, fz * cos - fx * sin], axis=1)
+        return body @ self.r.T
+
+
+class _Drive(_Bout):
+    """Riding in the car along ``seg``'s speed profile: longitudinal acceleration is the
+    derivative of the (smoothed) speed, lateral the centripetal v·dθ/dt in turns, plus
+    engine/road vibration (10-20 Hz tones and broadband noise, growing with speed), the
+    suspension's 1-3 Hz bounce and the odd bump."""
+
+    kind = "drive"
+
+    def __init__(self, start_us, end_us, seg: Segment, rng: random.Random):
+        super().__init__(start_us, end_us)
+        self.r = _car_placement(rng)
+        prof = np.asarray(seg.profile, dtype=float)
+        speed = _smooth(np.diff(prof), 1.0, "constant")  # m/s during each second
+        self.t_mid = np.arange(len(speed)) + 0.5
+        self.speed = speed
+        self.a_lon = np.clip(np.gradient(speed), -DRIVE_MAX_ACCEL, DRIVE_MAX_ACCEL)
+        assert seg.path is not None
+        heading = np.unwrap(np.radians([seg.path.locate(d)[2] for d in prof]))
+        yaw_rate = np.gradient(_smooth(heading, 2.0, "edge"))  # rad/s, clockwise (bearing)
+        v_at = np.interp(np.arange(len(prof)), self.t_mid, speed)
+        self.a_lat = np.clip(-v_at * yaw_rate, -DRIVE_MAX_ACCEL, DRIVE_MAX_ACCEL)  # left positive
+        tones = np.array([[rng.uniform(10.0, 20.0), rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 1.0)]
+                          for _ in range(18)]).reshape(3, 6, 3)
+        tones[:, :, 2] *= math.sqrt(2) / np.sqrt((tones[:, :, 2] ** 2).sum(axis=1, keepdims=True))
+        self.tones = tones  # per axis: (Hz, phase, amplitude), unit RMS
+        self.bounce = [(rng.uniform(1.2, 1.8), rng.uniform(0, 2 * math.pi)),
+                       (rng.uniform(2.2, 3.0), rng.uniform(0, 2 * math.pi))]
+        bumps = []
+        for _ in range(int(prof[-1] * BUMPS_PER_M * rng.uniform(0.5, 1.5))):
+            at = float(np.searchsorted(prof, rng.uniform(0, prof[-1])))
+            bumps.append((at, rng.uniform(0.8, 2.0), rng.uniform(1.5, 2.2)))
+        self.bumps = sorted(bumps)
+
+    def signal(self, s, jolts):
+        v = np.interp(s, self.t_mid, self.speed, left=0.0, right=0.0)
+        a_lon = np.interp(s, self.t_mid, self.a_lon, left=0.0, right=0.0)
+        a_lat = np.interp(s, np.arange(len(self.a_lat)), self.a_lat)
+        rms = ROAD_VIBRATION[0] + ROAD_VIBRATION[1] * v
+        vib = np.empty((len(s), 3))
+        for axis, scale in enumerate((0.5, 0.5, 1.0)):  # the road shakes mostly vertically
+            hz, phase, amp = self.tones[axis].T
+            tonal = (amp * np.sin(2 * math.pi * np.outer(s, hz) + phase)).sum(axis=1)
+            vib[:, axis] = scale * rms * 0.7 * (tonal + jolts[:, axis])
+        moving = np.clip(v / 12.0, 0, 1.5)
+        for hz, phase in self.bounce:
+            vib[:, 2] += 0.15 * moving * np.sin(2 * math.pi * hz * s + phase)
+        lo, hi = float(s[0]) - 2.0, float(s[-1])
+        for at, peak, hz in self.bumps:
+            if lo <= at <= hi:
+                tau = s - at
+                hit = tau >= 0
+                vib[hit, 2] += peak * np.exp(-tau[hit] / 0.35) * np.sin(2 * math.pi * hz * tau[hit])
+        body = np.stack([a_lon + vib[:, 0], a_lat + vib[:, 1], GRAVITY + vib[:, 2]], axis=1)
+        return body @ self.r.T
+
+
+def _us(dt: datetime) -> int:
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+class _PhoneMotion:
+    """The bouts of one phone's day (a plan of its person) and its samples per UTC minute."""
+
+    def __init__(self, device: DemoDevice, plan: DayPlan, seed: int):
+        self.device, self.plan, self.seed = device, plan, seed
+        rng = _stream_rng(seed, device, ACCELEROMETER_TOPIC)
+        self.noise_key = rng.getrandbits(64)
+        self.noise = rng.uniform(*ACCEL_NOISE)
+        self.bias = np.array([rng.gauss(0, ACCEL_BIAS) for _ in range(3)])
+        person = random.Random(f"loom-demo-gait:{seed}:{device.person}")
+        self.cadence = person.uniform(*CADENCE_HZ)
+        self.step_vertical = person.uniform(*STEP_VERTICAL)
+        self.segments = plan.segments
+        self._starts = [_us(s.start) for s in self.segments]
+        self._bouts: dict[int, list[_Bout]] = {}  # first segment index of a stay/trip -> bouts
+        self._travel: dict[int, _Bout] = {}
+
+    def _rng(self, seg: Segment, what: str) -> random.Random:
+        return random.Random(f"loom-demo:{self.seed}:{self.device.index}:{ACCELEROMETER_TOPIC}:"
+                             f"{what}:{seg.start.isoformat()}")
+
+    def _hand(self, seg: Segment) -> np.ndarray:
+        """How the phone is held when carried into the stay beginning with ``seg``."""
+        return _placement(self._rng(seg, "hand"), "hand")
+
+    def _gait(self, start_us: int, end_us: int, orientation, rng, swing=None, **kw) -> _Gait:
+        if swing is None:
+            swing = rng.uniform(*POCKET_SWING_RAD)
+        return _Gait(start_us, end_us, orientation, rng, self.cadence, self.step_vertical, swing, **kw)
+
+    def travel(self, i: int) -> _Bout:
+        """The one bout of trip ``i`` (a walk or a drive), also asked for by the stays around it."""
+        if i not in self._travel:
+            seg = self.segments[i]
+            rng = self._rng(seg, "trip")
+            start, end = _us(seg.start), _us(seg.end)
+            if seg.activity == "drive":
+                self._travel[i] = _Drive(start, end, seg, rng)
+            else:
+                pocket = rng.random() < 0.7  # else in the hand or a bag: hardly any swing
+                r = _placement(rng, "pocket" if pocket else "hand")
+                speed = np.diff(np.asarray(seg.profile, dtype=float))
+                gate_t = np.arange(len(speed)) + 0.5
+                gate_v = np.clip(speed / WALK_GATE_MPS, 0.0, 1.0)
+                gate_v[-2:] = 1.0  # (no stop at the door: the walk carries on into the stay)
+
+                def gate(s, t=gate_t, g=gate_v):
+                    return np.interp(s, t, g)
+
+                swing = rng.uniform(*POCKET_SWING_RAD) if pocket else rng.uniform(0.02, 0.06)
+                walk = self._gait(start, end, r, rng, swing=swing, gate=gate, ramp_in=0.5)
+                walk.ramp_out = 0.0
+                self._travel[i] = walk
+        return self._travel[i]
+
+    def _stay(self, i: int) -> tuple[int, int]:
+        """First and last segment index of the stay (same activity at the same place) around ``i``."""
+        segs = self.segments
+        first = last = i
+        same = lambda a, b: a.place is b.place and a.activity == b.activity  # noqa: E731
+        while first > 0 and same(segs[first - 1], segs[i]):
+            first -= 1
+        while last + 1 < len(segs) and same(segs[last + 1], segs[i]):
+            last += 1
+        return first, last
+
+    def bouts(self, i: int) -> tuple[int, list[_Bout]]:
+        """(key, bouts) of the trip or stay that segment ``i`` belongs to."""
+        if self.segments[i].place is None:  # a trip
+            return i, [self.travel(i)]
+        first, last = self._stay(i)
+        if first not in self._bouts:
+            self._bouts[first] = self._stay_bouts(first, last)
+        return first, self._bouts[first]
+
+    def _stay_bouts(self, first: int, last: int) -> list[_Bout]:
+        """Arrive (out of the car or pocket, maybe a walk or stairs), rest with the odd pick-up,
+        leave (pick up; to the car and into its mount, into the pocket, or into the hand)."""
+        segs = self.segments
+        seg = segs[first]
+        prev = segs[first - 1] if first > 0 else None
+        nxt = segs[last + 1] if last + 1 < len(segs) else None
+        rng = self._rng(seg, "stay")
+        start, end = _us(seg.start), _us(segs[last].end)
+        sec = 1_000_000
+        out: list[_Bout] = []
+        t = start
+        rest = _resting_place(rng, seg.activity)
+
+        def handle(t0, seconds, before, after, shake=False):
+            t1 = t0 + int(seconds * sec)
+            out.append(_Handling(t0, t1, before[:, 2], after[:, 2], rng, shake))
+            return t1
+
+        def walk(t0, seconds, r, **kw):
+            t1 = t0 + int(seconds * sec)
+            out.append(self._gait(t0, t1, r, rng, **kw))
+            return t1
+
+        # arrival
+        if prev is not None and prev.activity == "drive":
+            mount, pocket = self.travel(first - 1).r, _placement(rng, "pocket")
+            t = handle(t, rng.uniform(3, 5), mount, pocket)
+            t = walk(t, rng.uniform(40, 150), pocket)  # from the car park
+            t = handle(t, rng.uniform(3, 6), pocket, rest)
+        elif prev is not None and prev.activity == "walk":
+            trip = self.travel(first - 1)
+            assert isinstance(trip, _Gait)
+            if seg.place is WORK:  # up the stairs to the office
+                t1 = t + int(rng.uniform(15, 30) * sec)
+                trip = trip.carried_on(t, t1, stairs=True)
+                out.append(trip)
+                t = t1
+            t1 = t + int(rng.uniform(5, 20) * sec)  # to the desk / the counter
+            out.append(trip.carried_on(t, t1))
+            t = handle(t1, rng.uniform(3, 6), trip.r, rest)
+        else:  # carried in from the last place, in the hand
+            t = handle(t, rng.uniform(2, 5), self._hand(seg), rest)
+        # departure, planned backwards from the end
+        tail: list[tuple[str, float, Any]] = []
+        if nxt is not None and nxt.activity == "drive":
+            pocket = _placement(rng, "pocket")
+            tail = [("handle", rng.uniform(2, 4), pocket), ("walk", rng.uniform(30, 90), pocket),
+                    ("handle", rng.uniform(3, 5), self.travel(last + 1).r)]
+        elif nxt is not None and nxt.activity == "walk":
+            tail = [("handle", rng.uniform(2, 4), self.travel(last + 1).r)]
+        else:
+            tail = [("handle", rng.uniform(2, 4), self._hand(nxt) if nxt else _placement(rng, "hand"))]
+        leave = end - sum(int(seconds * sec) for _, seconds, _ in tail)
+        # the stay: rest, now and then picked up (and put back, or somewhere else)
+        per_s = HANDLINGS_PER_H[seg.activity] / 3600.0
+        while True:
+            at = t + int(rng.expovariate(per_s) * sec)
+            held = 3.0 + min(rng.lognormvariate(math.log(10.0), 0.8), 90.0)
+            if at + int(held * sec) > leave:
+                break
+            out.append(_Rest(t, at, rest, rng))
+            after = rest if rng.random() < 0.5 else _resting_place(rng, seg.activity)
+            t = handle(at, held, rest, after, shake=rng.random() < P_SHAKE)
+            rest = after
+        if leave > t:
+            out.append(_Rest(t, leave, rest, rng))
+        t = max(t, leave)
+        before = rest
+        for what, seconds, r in tail:
+            if what == "handle":
+                t = handle(t, seconds, before, r)
+            else:
+                t = walk(t, seconds, r)
+            before = r
+        out[-1].end_us = end  # (integer rounding of the tail)
+        return out
+
+    def block(self, b: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+        """Grid times (µs) and samples (n, 3) emitted in UTC minute ``b``, and that minute's RNG."""
+        k = b * _ACCEL_BLOCK + np.arange(_ACCEL_BLOCK, dtype=np.int64)
+        t_us = k * _ACCEL_STEP_US
+        rng = np.random.default_rng([self.noise_key, b])
+        noise = rng.standard_normal((_ACCEL_BLOCK, 3))
+        jolts = rng.standard_normal((_ACCEL_BLOCK, 3))
+        xyz = np.full((_ACCEL_BLOCK, 3), np.nan)
+        moving = np.zeros(_ACCEL_BLOCK, dtype=bool)
+        first = max(bisect.bisect_right(self._starts, int(t_us[0])) - 1, 0)
+        last = max(bisect.bisect_right(self._starts, int(t_us[-1])) - 1, 0)
+        seen = set()
+        for i in range(first, last + 1):
+            key, bouts = self.bouts(i)
+            if key in seen:
+                continue
+            seen.add(key)
+            for bout in bouts:
+                lo, hi = np.searchsorted(t_us, (bout.start_us, bout.end_us))
+                if lo >= hi:
+                    continue
+                s = (t_us[lo:hi] - bout.start_us) / 1e6
+                xyz[lo:hi] = bout.signal(s, jolts[lo:hi])
+                moving[lo:hi] = bout.moving
+        xyz += self.bias + self.noise * noise
+        emitted = moving | (k % _STILL_EVERY == 0)
+        return t_us[emitted], xyz[emitted], rng
+
+
+def _uuid4_strings(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` random UUIDv4 strings at once (a sample's message and trace ids)."""
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.tobytes().hex()
+    return [f"{h[o:o + 8]}-{h[o + 8:o + 12]}-{h[o + 12:o + 16]}-{h[o + 16:o + 20]}-{h[o + 20:o + 32]}"
+            for o in range(0, 32 * n, 32)]
+
+
+def accelerometer_stream(
+    device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
+) -> Iterator[DemoMessage]:
+    """``device.sensor.accelerometer.raw`` (flat REST, SPEC §3: x, y, z in m/s², gravity
+    included) of a phone: 50 Hz while it moves (walks, stairs, drives, pick-ups; SPEC §1.4) and
+    10 Hz while it rests (SPEC §5.6 mobile default), following the same day plan as the GPS.
+    Laptops have none. Samples lie on a grid anchored at the Unix epoch and all randomness is
+    drawn per day-plan segment or per UTC minute, so consecutive windows join seamlessly."""
+    if device.family != "phone":
+        return
+    motion = _PhoneMotion(device, plan, seed)
+    lo_us, hi_us = _us(start), _us(end)
+    block_us = _ACCEL_BLOCK * _ACCEL_STEP_US
+    for b in range(lo_us // block_us, -(-hi_us // block_us)):
+        t_us, xyz, rng = motion.block(b)
+        latency = rng.integers(int(RECEIVE_LATENCY_MS[0] * 1000), int(RECEIVE_LATENCY_MS[1] * 1000),
+                               size=len(t_us))
+        ids = _uuid4_strings(rng, 2 * len(t_us))
+        for j, (t, (x, y, z), lat) in enumerate(zip(t_us.tolist(), xyz.tolist(), latency.tolist())):
+            if not lo_us <= t < hi_us:
+                continue
+            recorded = _EPOCH + timedelta(microseconds=t)
+            payload = {"x": round(x, 4), "y": round(y, 4), "z": round(z, 4)}
+            yield _flat_message(ACCELEROMETER_TOPIC, device.device_id, recorded,
+                                recorded + timedelta(microseconds=lat), ids[2 * j], ids[2 * j + 1],
+                                payload)
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
 
-_PHONE_STREAMS = (app_lifecycle_stream, mobile_power_stream, wifi_stream, gps_stream)
-_LAPTOP_STREAMS = (app_lifecycle_stream, laptop_power_stream, wifi_stream)
+_STREAMS = {  # family -> (topic, generator)
+    "phone": ((APP_LIFECYCLE_TOPIC, app_lifecycle_stream), (SENSOR_POWER_TOPIC, mobile_power_stream),
+              (WIFI_TOPIC, wifi_stream), (GPS_TOPIC, gps_stream),
+              (ACCELEROMETER_TOPIC, accelerometer_stream)),
+    "laptop": ((APP_LIFECYCLE_TOPIC, app_lifecycle_stream), (STATE_POWER_TOPIC, laptop_power_stream),
+               (WIFI_TOPIC, wifi_stream)),
+}
 
 
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
-def demo_messages(start: datetime, minutes: float, devices: int = 2, seed: int = 0) -> Iterator[DemoMessage]:
-    """Time-ordered messages for every demo topic.
+def demo_messages(
+    start: datetime,
+    minutes: float,
+    devices: int = 2,
+    seed: int = 0,
+    topics: Iterable[str] | None = None,
+) -> Iterator[DemoMessage]:
+    """Time-ordered messages for every demo topic (or only ``topics``).
 
     ``start`` is UTC (a naive value is taken as UTC, as Loom v2 does); messages cover
     ``[start, start + minutes)``. Device 0 is an Android phone, 1 a MacBook, 2 an iPhone, ...
     The same (start, minutes, devices, seed) always gives the same messages.
     """
+    wanted = set(DEMO_TOPICS if topics is None else topics)
+    if wanted - set(DEMO_TOPICS):
+        raise ValueError(f"not demo topics: {sorted(wanted - set(DEMO_TOPICS))}")
     start = _utc(start)
     end = start + timedelta(minutes=minutes)
     plans: dict[int, DayPlan] = {}
@@ -1002,8 +1641,8 @@ def demo_messages(start: datetime, minutes: float, devices: int = 2, seed: int =
         if device.person not in plans:
             plans[device.person] = DayPlan(seed, device.person, start, end)
         plan = plans[device.person]
-        kinds = _LAPTOP_STREAMS if device.family == "laptop" else _PHONE_STREAMS
-        streams.extend(stream(device, plan, seed, start, end) for stream in kinds)
+        streams.extend(stream(device, plan, seed, start, end)
+                       for topic, stream in _STREAMS[device.family] if topic in wanted)
     return heapq.merge(*streams, key=lambda m: m.timestamp)
 
 

@@ -5,10 +5,12 @@ import re
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from loom_assets import demo
 from loom_assets.demo import (
+    ACCELEROMETER_TOPIC,
     APP_LIFECYCLE_TOPIC,
     DEMO_TOPICS,
     GPS_TOPIC,
@@ -32,7 +34,11 @@ PAYLOAD_FIELDS = {  # SPEC §3, in model order
     WIFI_TOPIC: ["ssid", "bssid", "signal_strength", "frequency", "channel", "security", "connected",
                  "ip_address"],
     GPS_TOPIC: ["latitude", "longitude", "altitude", "accuracy", "heading", "speed"],
+    ACCELEROMETER_TOPIC: ["x", "y", "z"],
 }
+# The accelerometer alone is ~1 M messages per phone-day: the whole-day tests leave it out and
+# it is tested on its own below (minutes at a time, or its sample arrays for a whole day).
+SLOW_TOPICS = [t for t in DEMO_TOPICS if t != ACCELEROMETER_TOPIC]
 MOBILE_POWER_SOURCES = {"charging", "discharging", "full", "connectedNotCharging"}
 THERMAL = {"nominal", "fair", "serious", "critical"}
 
@@ -44,8 +50,8 @@ def local(hour: float, day: int = 27) -> datetime:
 
 @pytest.fixture(scope="module")
 def day() -> list[DemoMessage]:
-    """A whole local day for the default phone + laptop."""
-    return list(demo_messages(local(0), 24 * 60, devices=2, seed=0))
+    """A whole local day for the default phone + laptop (all topics but the accelerometer)."""
+    return list(demo_messages(local(0), 24 * 60, devices=2, seed=0, topics=SLOW_TOPICS))
 
 
 def bodies(messages, topic, device_id=None):
@@ -68,9 +74,18 @@ def test_messages_are_time_ordered(day):
 
 @pytest.mark.parametrize("hour", [3.0, 8.2, 10.0, 14.6, 17.6, 21.0])
 def test_every_topic_appears_within_30_minutes(hour):
-    messages = list(demo_messages(local(hour), 30, devices=2, seed=1))
-    assert {m.topic for m in messages} == set(DEMO_TOPICS)
-    assert all(m.topic in DEMO_TOPICS for m in messages)
+    messages = list(demo_messages(local(hour), 30, devices=2, seed=1, topics=SLOW_TOPICS))
+    assert {m.topic for m in messages} == set(SLOW_TOPICS)
+    minute = list(demo_messages(local(hour), 1, devices=2, seed=1))
+    assert {m.topic for m in minute} >= {ACCELEROMETER_TOPIC}
+    assert all(m.topic in DEMO_TOPICS for m in minute)
+
+
+def test_topics_can_be_chosen():
+    messages = list(demo_messages(local(10), 5, devices=2, seed=0, topics=[GPS_TOPIC, WIFI_TOPIC]))
+    assert {m.topic for m in messages} == {GPS_TOPIC, WIFI_TOPIC}
+    with pytest.raises(ValueError):
+        list(demo_messages(local(10), 5, topics=["device.sensor.nope.raw"]))
 
 
 def test_naive_start_is_utc():
@@ -106,7 +121,11 @@ def test_keys_and_headers(day):
 
 
 def test_flat_rest_envelope(day):
-    for m in day:
+    assert_flat_rest_envelopes(day)
+
+
+def assert_flat_rest_envelopes(messages):
+    for m in messages:
         if m.topic == STATE_POWER_TOPIC:
             continue
         body = json.loads(m.value.decode("utf-8"))
@@ -152,6 +171,9 @@ def test_messages_decode_with_loom_reader(day):
     for offset, m in enumerate(day[::7]):
         message = decode(m.topic, m.value, partition=0, offset=offset, headers=dict(m.headers))
         assert message.device_id == m.key.decode()
+        assert message.recorded_at == m.timestamp
+    for offset, m in enumerate(demo_messages(local(10), 0.5, topics=[ACCELEROMETER_TOPIC])):
+        message = decode(m.topic, m.value, partition=0, offset=offset, headers=dict(m.headers))
         assert message.recorded_at == m.timestamp
 
 
@@ -267,7 +289,8 @@ def test_app_event_rates(family, activity, since, until):
     observed = []
     for seed in range(3):
         device = next(d for d in demo_devices(2, seed) if d.family == family)
-        messages = list(demo_messages(local(since), (until - since) * 60, devices=2, seed=seed))
+        messages = list(demo_messages(local(since), (until - since) * 60, devices=2, seed=seed,
+                                      topics=[APP_LIFECYCLE_TOPIC]))
         observed.append(rate(messages, APP_LIFECYCLE_TOPIC, device.device_id, local(since), local(until)))
     assert sum(observed) / len(observed) == pytest.approx(stated, rel=0.5)
     assert 0.5 <= stated <= 2.0 or family == "phone"
@@ -342,11 +365,181 @@ def test_battery_across_seeds():
 
 def test_reproducible_for_a_seed():
     start = local(7.5)
-    a = list(demo_messages(start, 90, devices=3, seed=7))
-    b = list(demo_messages(start, 90, devices=3, seed=7))
-    c = list(demo_messages(start, 90, devices=3, seed=8))
+    a = list(demo_messages(start, 90, devices=3, seed=7, topics=SLOW_TOPICS))
+    b = list(demo_messages(start, 90, devices=3, seed=7, topics=SLOW_TOPICS))
+    c = list(demo_messages(start, 90, devices=3, seed=8, topics=SLOW_TOPICS))
     assert a == b
     assert [m.value for m in a] != [m.value for m in c]
+
+
+# ---- accelerometer ------------------------------------------------------------------------
+
+G = 9.80665
+
+
+def accel(start, minutes, devices=2, seed=0):
+    return list(demo_messages(start, minutes, devices=devices, seed=seed, topics=[ACCELEROMETER_TOPIC]))
+
+
+def samples(messages, since=None):
+    """(seconds since ``since`` (default: the first sample), (n, 3) m/s²) of one phone's samples."""
+    since = since or messages[0].timestamp
+    t = np.array([(m.timestamp - since).total_seconds() for m in messages])
+    return t, np.array([[b["x"], b["y"], b["z"]] for b in map(json.loads, (m.value for m in messages))])
+
+
+def spectrum_peak(signal, rate_hz, above_hz=0.5) -> float:
+    power = np.abs(np.fft.rfft((signal - signal.mean()) * np.hanning(len(signal))))
+    freqs = np.fft.rfftfreq(len(signal), 1 / rate_hz)
+    band = freqs > above_hz
+    return float(freqs[band][np.argmax(power[band])])
+
+
+def high_pass(signal, rate_hz, above_hz):
+    spectrum = np.fft.rfft(signal - signal.mean())
+    freqs = np.fft.rfftfreq(len(signal), 1 / rate_hz)
+    return np.fft.irfft(np.where(freqs > above_hz, spectrum, 0), len(signal))
+
+
+@pytest.fixture(scope="module")
+def person0():
+    """The default phone (seed 0) and its person's plan for the test day."""
+    return demo_devices(2, seed=0)[0], demo.DayPlan(0, 0, local(0), local(24))
+
+
+def first(plan, activity, after=None):
+    return next(s for s in plan.segments if s.activity == activity and s.start >= (after or local(0)))
+
+
+def test_accelerometer_comes_from_phones_only():
+    devices = demo_devices(4, seed=0)
+    messages = accel(local(10), 1, devices=4)
+    assert {m.key.decode() for m in messages} == {d.device_id for d in devices if d.family == "phone"}
+    assert_flat_rest_envelopes(messages)
+    assert all(isinstance(v, float) for m in messages[:300] for v in json.loads(m.value).values()
+               if not isinstance(v, (str, list)))
+
+
+def test_accelerometer_rates(person0):
+    """50 Hz while the phone moves (SPEC §1.4), 10 Hz while it lies still (SPEC §5.6)."""
+    _, plan = person0
+    moving = accel(first(plan, "drive").start + timedelta(minutes=1), 2)
+    assert len(moving) == 2 * 60 * demo.ACCEL_MOVING_HZ
+    assert np.allclose(np.diff(samples(moving)[0]), 1 / demo.ACCEL_MOVING_HZ)
+    still = accel(local(3), 10)  # asleep, the phone on the nightstand
+    gaps = np.diff(samples(still)[0])
+    assert np.isclose(gaps, 1 / demo.ACCEL_STILL_HZ).mean() > 0.95
+    assert len(still) / 600 == pytest.approx(demo.ACCEL_STILL_HZ, rel=0.1)
+
+
+def test_a_still_phone_reads_gravity_and_noise():
+    _, xyz = samples(accel(local(3), 10))
+    magnitude = np.linalg.norm(xyz, axis=1)
+    assert magnitude.mean() == pytest.approx(9.81, abs=0.05)
+    assert np.percentile(magnitude, 99) - np.percentile(magnitude, 1) < 0.5
+    noise = np.median(np.abs(np.diff(xyz, axis=0)), axis=0) / 0.954  # white noise: median |Δ| ≈ 0.95 σ
+    assert ((0.015 < noise) & (noise < 0.06)).all()
+    direction = xyz / magnitude[:, None]
+    assert (direction @ np.median(direction, axis=0) > 0.99).mean() > 0.9  # lies in one orientation
+
+
+def test_walking_steps_at_the_persons_cadence(person0):
+    phone, plan = person0
+    walk = first(plan, "walk")
+    minutes = (walk.end - walk.start).total_seconds() / 60
+    t, xyz = samples(accel(walk.start - timedelta(seconds=20), minutes + 1 / 3), since=walk.start)
+    magnitude = np.linalg.norm(xyz, axis=1)
+    walking = (t >= 0) & (t < minutes * 60)
+    assert np.allclose(np.diff(t[walking]), 0.02)
+    cadence = demo._PhoneMotion(phone, plan, 0).cadence
+    assert demo.CADENCE_HZ[0] <= cadence <= demo.CADENCE_HZ[1]
+    assert spectrum_peak(magnitude[walking], 50) == pytest.approx(cadence, rel=0.04)
+    assert 1.0 < magnitude[walking].std() < 4.0
+    # a sudden start after sitting: still, a brief pick-up into the pocket, then steps at once
+    assert magnitude[(t >= -20) & (t < -5)].std() < 0.3
+    assert magnitude[(t >= 0.5) & (t < 3)].std() > 1.0
+    cadences = {demo._PhoneMotion(d, demo.DayPlan(0, d.person, local(0), local(1)), 0).cadence
+                for d in demo_devices(8, seed=0) if d.family == "phone"}
+    assert len(cadences) == 4  # every person has their own
+
+
+def test_stairs_up_to_the_office(person0):
+    """Back from the coffee shop, the walk carries on up the office stairs: slower steps, harder."""
+    phone, plan = person0
+    coffee = first(plan, "coffee")
+    office = first(plan, "work", after=coffee.end)
+    t, xyz = samples(accel(office.start - timedelta(seconds=30), 0.75), since=office.start)
+    magnitude = np.linalg.norm(xyz, axis=1)
+    cadence = demo._PhoneMotion(phone, plan, 0).cadence
+    stairs = magnitude[(t >= 1) & (t < 14)]
+    assert spectrum_peak(stairs, 50) == pytest.approx(demo.STAIRS_CADENCE * cadence, rel=0.06)
+    assert stairs.std() > 1.5
+
+
+def test_driving_vibrates_and_follows_the_speed_profile(person0):
+    _, plan = person0
+    drive = first(plan, "drive")
+    minutes = (drive.end - drive.start).total_seconds() / 60
+    t, xyz = samples(accel(drive.start, minutes), since=drive.start)
+    speed = np.diff(drive.profile)  # m/s in each second, as the GPS reports it
+    second = t.astype(int)
+    # engine and road: broadband vibration above 8 Hz that grows with speed
+    vibration = high_pass(np.linalg.norm(xyz, axis=1), 50, 8.0)
+    assert 0.1 < vibration[speed[second] > 8].std() < 0.5
+    assert vibration[speed[second] < 0.1].std() < 0.1
+    # the mount holds the phone still: gravity is the mean; what is left, per second, is the
+    # car's acceleration, mostly along its length: the derivative of the GPS speed
+    g = xyz.mean(axis=0) / np.linalg.norm(xyz.mean(axis=0))
+    horizontal = xyz - np.outer(xyz @ g, g)
+    per_second = np.stack([np.bincount(second, horizontal[:, k]) / np.bincount(second) for k in range(3)], 1)
+    _, axes = np.linalg.eigh(np.cov(per_second.T))
+    along = per_second @ axes[:, -1]
+    n = min(len(along), len(speed))
+    assert abs(np.corrcoef(along[:n], np.gradient(speed[:n]))[0, 1]) > 0.8
+    assert np.abs(per_second).max() < 3.5  # no harder than 3 m/s² (plus vibration)
+
+
+def test_accelerometer_is_reproducible_for_a_seed(person0):
+    _, plan = person0
+    start = first(plan, "walk").start - timedelta(seconds=30)
+    a = accel(start, 1.5)
+    assert a == accel(start, 1.5)
+    other = samples(accel(start, 1.5, seed=1))[1]
+    n = min(len(a), len(other))
+    assert not np.allclose(samples(a)[1][:n], other[:n])
+
+
+@pytest.mark.parametrize("where", ["walk", "midnight"])
+def test_consecutive_windows_join_seamlessly(person0, where):
+    """`loom dev` makes an hour at a time from whatever instant it is: back-to-back windows give
+    exactly the samples and message ids of one long window (here 2 + 2 minutes, split mid-walk
+    and at local midnight, where the day plan changes)."""
+    _, plan = person0
+    if where == "walk":
+        split = first(plan, "walk").start + timedelta(seconds=70.123457)
+    else:
+        split = local(24) + timedelta(microseconds=321)
+    start = split - timedelta(minutes=2)
+    assert accel(start, 2) + accel(split, 2) == accel(start, 4)
+
+
+def test_a_phone_day_is_physical_and_as_large_as_stated(person0):
+    """Every 20 ms of the day has one motion; 10-50 samples a second, ~1 M a day; and nothing
+    that SPEC §5.6's detector would take for a fall: a jolt over 8 m/s² (|a| - g) that is
+    followed by stillness. (Footfalls now and then jolt that hard, but the walk goes on.)"""
+    phone, plan = person0
+    motion = demo._PhoneMotion(phone, plan, 0)
+    block_us = demo._ACCEL_BLOCK * demo._ACCEL_STEP_US
+    day = demo._us(local(0)) // block_us
+    blocks = [motion.block(b)[:2] for b in range(day, day + 24 * 60)]
+    counts = [len(t) for t, _ in blocks]
+    assert min(counts) >= 60 * demo.ACCEL_STILL_HZ and max(counts) == 60 * demo.ACCEL_MOVING_HZ
+    assert 0.8e6 < sum(counts) < 1.3e6
+    xyz = np.concatenate([x for _, x in blocks])
+    assert not np.isnan(xyz).any()
+    jolt = np.abs(np.linalg.norm(xyz, axis=1) - G)
+    for peak in np.flatnonzero(jolt > 8.0):
+        assert jolt[peak + 5:peak + 55].mean() > 1.0
 
 
 # ---- replay -------------------------------------------------------------------------------
