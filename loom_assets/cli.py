@@ -218,7 +218,7 @@ def train_activity(out: str | None, seed: int) -> None:
     path = Path(out) if out else settings().home / "models" / "activity.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     model, report = activity.train(seed=seed)
-    activity.save(model, path)
+    path = model.save(path)
     click.echo(json.dumps(report, indent=2, default=str))
     click.echo(f"wrote {path} (version {activity.artifact_version(path)}); "
                f"use it with LOOM_ACTIVITY_MODEL_PATH={path}")
@@ -296,6 +296,7 @@ def dev(port: int, no_demo: bool) -> None:
     click.echo(f"migrations applied; {len(created)} topic(s) created")
     _fail_orphaned_runs(_instance())
     if not no_demo:
+        _add_demo_regions(stack.environment["DATABASE_URL"])
         threading.Thread(target=_demo_forever, daemon=True).start()
     click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a plain `kill` also stops the services
@@ -332,14 +333,28 @@ def _stop_on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _add_demo_regions(url: str) -> None:
+    """The demo person's Home and Work, when no georegion is defined yet."""
+    from loom_assets.demo import DEMO_REGIONS
+    from loom_assets.regions import add_region, list_regions
+
+    if list_regions(url):
+        return
+    for name, region_type, place, radius_m in DEMO_REGIONS:
+        add_region(url, name, region_type=region_type, latitude=place.lat, longitude=place.lon, radius_m=radius_m)
+    click.echo(f"added the demo georegions: {', '.join(r[0] for r in DEMO_REGIONS)}")
+
+
 def _demo_forever() -> None:
     """The demo producer of `loom dev`: real-time synthetic events, an hour at a time."""
     from loom_assets import demo as demo_events
 
     kafka = _defs().resources()["kafka"]
-    while True:  # same seed: the same devices every hour, a new hour of their day each time
-        messages = demo_events.demo_messages(datetime.now(UTC), 60, devices=2, seed=0)
+    start = datetime.now(UTC)
+    while True:  # same seed: the same devices every hour, the next hour of their day each time
+        messages = demo_events.demo_messages(start, 60, devices=2, seed=0)
         demo_events.replay(kafka.producer(), messages, speed=1.0, progress=False)
+        start += timedelta(minutes=60)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,9 @@ class Place:
 HOME = Place("home", 37.7599, -122.4148, 22.0, (8.0, 20.0))
 WORK = Place("work", 37.7955, -122.3937, 6.0, (12.0, 30.0))
 COFFEE_SHOP = Place("coffee_shop", 37.7936, -122.3966, 8.0, (6.0, 18.0))  # Market & Drumm
+# The demo person's georegions (SPEC §5.1 seed radii: Home 100 m, Work 150 m), which `loom dev`
+# adds to an empty georegions table so enter/exit/dwell events and region visits show.
+DEMO_REGIONS = (("Home", "home", HOME, 100.0), ("Work", "work", WORK, 150.0))
 
 # Drive from the Mission to the Embarcadero (South Van Ness, Howard St, Beale St), ~5 km.
 COMMUTE_ROUTE: tuple[tuple[float, float], ...] = (

@@ -5,30 +5,25 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from loom_assets.models import activity
 from loom_assets.settings import settings
-
-SHIPPED_ACTIVITY_MODEL = Path(__file__).resolve().parents[1] / "models" / "data" / "activity-v1.pt"
 
 
 def activity_model_path() -> Path:
     """The configured activity classifier artifact, else the one shipped in the package."""
     configured = settings().activity_model_path
-    return Path(configured) if configured else SHIPPED_ACTIVITY_MODEL
+    return Path(configured) if configured else activity.DEFAULT_ARTIFACT
 
 
 def activity_model_version() -> str:
     """The artifact's version (read from its JSON, without loading torch): part of the
     activities stage's code version, so a new model makes its windows stale."""
-    from loom_assets.models.activity import artifact_version
-
-    return artifact_version(activity_model_path())
+    return activity.artifact_version(activity_model_path())
 
 
 @lru_cache(maxsize=4)
 def _activity_classifier(path: str):
-    from loom_assets.models.activity import load
-
-    return load(Path(path))
+    return activity.load(Path(path))
 
 
 class Models(ConfigurableResource):

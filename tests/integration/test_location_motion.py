@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
+
+from loom_assets.cli import main
 
 from tests.integration.test_spine import DEVICE, flat, invoke, nested, produce, table
 
@@ -190,3 +193,52 @@ def test_network_readings_are_correlated_with_real_fixes(processed):
     assert (row["latitude"], row["longitude"]) == (nearest["latitude"], nearest["longitude"])
     assert row["fix_recorded_at"] == nearest["recorded_at"]
     assert abs(row["fix_offset_seconds"]) <= 5
+
+
+def test_activities_rerun_when_their_gps_lands_after_them(loom_env):
+    """Motion windows (5 min) run before the GPS of their time lands (15 min windows): the
+    sensor then asks for a ranged run of just the activities, which now see the GPS speed."""
+    from dagster import build_sensor_context
+
+    from loom_assets import definitions
+
+    produce(loom_env["bootstrap"], messages(datetime.now(UTC)))
+    invoke("process", "--through-now", "--flow", "motion")
+    url = loom_env["database_url"]
+    assert table(url, "motion_activities", order="recorded_at")["gps_speed_mps"].isna().all()
+
+    sensor = next(s for s in definitions.defs.sensors if s.name == "motion_activities_after_location")
+    instance = DagsterInstance.get()
+    assert not sensor.evaluate_tick(build_sensor_context(instance=instance)).run_requests
+    invoke("process", "--through-now", "--flow", "location")
+
+    tick = sensor.evaluate_tick(build_sensor_context(instance=instance))
+    [request] = tick.run_requests
+    assert request.asset_selection == [AssetKey(["motion", "activities"])]
+    # Nothing new landed since: the cursor moved on and the next tick asks for nothing.
+    assert not sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=tick.cursor)).run_requests
+
+    job = definitions.defs.resolve_job_def("motion_job")
+    assert job.get_subset(asset_selection=set(request.asset_selection)).execute_in_process(
+        instance=instance, tags=request.tags).success
+    walking = table(url, "motion_activities", order="recorded_at")["gps_speed_mps"].dropna()
+    assert len(walking) > 0 and walking.between(1.0, 2.0).any()
+
+
+def test_a_new_region_reaches_past_windows_through_reprocess_stage(processed):
+    """Regions are data, not code: after adding one, `loom reprocess --stage` re-runs the stages
+    that read them over past windows."""
+    url = processed["database_url"]
+    assert "Coffee" not in set(table(url, "location_georegions", order="recorded_at")["region_name"])
+    invoke("regions", "add", "Coffee", "--lat", str(COFFEE[0]), "--lon", str(COFFEE[1]), "--radius", "50")
+    since = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+
+    output = invoke("reprocess", "--flow", "location", "--since", since, "--stage", "georegions", "--stage", "places")
+    assert "stale windows" in output
+    events = table(url, "location_georegions", order="recorded_at")
+    assert events[events["region_name"] == "Coffee"]["event_type"].iloc[0] == "enter"
+    coffee = table(url, "location_places", order="arrived_at").iloc[1]
+    assert coffee["place_source"] == "georegion" and coffee["place_name"] == "Coffee"
+
+    unknown = CliRunner().invoke(main, ["reprocess", "--flow", "location", "--since", since, "--stage", "nope"])
+    assert unknown.exit_code == 1 and "location has no stage nope" in unknown.output
