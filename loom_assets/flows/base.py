@@ -5,7 +5,7 @@ This is the one place that knows about offsets and windows; flow modules only de
 
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -171,6 +171,7 @@ class Flow:
         retry: RetryPolicy,
         carries_state: bool = False,
         uses: tuple[AssetKey, ...] = (),
+        columns: Mapping[str, Sequence[str]] | None = None,
     ) -> Callable[[Callable], AssetsDefinition]:
         """Turn a thin function into the stage asset `[flow, fn.__name__]`.
 
@@ -179,7 +180,8 @@ class Flow:
         code version is `<logic>+<rules/model>`, and its rows carry it as `model_version`.
         `carries_state`: the stage reads its own previous rows, so it depends on its own previous
         window (Dagster orders backfills and shows the chain). `uses`: other assets read by event
-        time (lineage only).
+        time (lineage only). `columns`: input name -> the only columns the stage reads of it
+        (a 50 Hz raw window is cheaper to load without its envelope columns).
         """
 
         def decorator(fn: Callable) -> AssetsDefinition:
@@ -195,7 +197,11 @@ class Flow:
             code_version = f"{logic_version}+{rules_version}"
             assets_def = asset(
                 key=self.key(stage_name),
-                ins={name: AssetIn(key=self.key(name)) for name in upstream},
+                ins={
+                    name: AssetIn(key=self.key(name),
+                                  metadata={"columns": list(columns[name])} if columns and name in columns else None)
+                    for name in upstream
+                },
                 deps=deps,
                 partitions_def=self.partitions,
                 backfill_policy=BackfillPolicy.single_run(),

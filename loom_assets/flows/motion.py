@@ -27,13 +27,14 @@ raw = FLOW.raw
     rules_version=f"rules{RULES.version}-features{activity.FEATURES_VERSION}",
     retry=RetryPolicy(max_retries=1, delay=1),  # SPEC §1.4 data_aggregation: 1 retry, 1 s
     carries_state=True,
+    columns={"raw": motion.SAMPLE_COLUMNS},
 )
 def windows(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
     """5 s windows with 1 s overlap per device: mean, std, magnitude, peak frequency, steps,
     sample count and the classifier's feature vector. Windows that straddle the window
     boundary take their first seconds from the previous window's samples."""
     tail = warehouse.raw_tail("motion_raw", context.partition_time_window.start - FLOW.window,
-                              seconds=RULES.tail_seconds)
+                              seconds=RULES.tail_seconds, columns=motion.SAMPLE_COLUMNS)
     return motion.motion_windows(raw, tail, RULES, feature_fn=activity.feature_vector)
 
 
@@ -42,6 +43,7 @@ def windows(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Wareho
     rules_version=f"rules{RULES.version}",
     retry=RetryPolicy(max_retries=1, delay=1),  # SPEC §1.4 significant_motion_detection
     carries_state=True,
+    columns={"raw": motion.SAMPLE_COLUMNS},
 )
 def significant_motion(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
     """Events where the gravity-removed acceleration stays over the threshold (debounced), with
@@ -50,7 +52,8 @@ def significant_motion(context: AssetExecutionContext, raw: pd.DataFrame, wareho
     last = warehouse.last_rows("motion_significant_motion", before=start, per=("device_id",),
                                model_version=model_version(context))
     last_end = last.set_index("device_id")["end_time"] if not last.empty else pd.Series(dtype="datetime64[us, UTC]")
-    tail = warehouse.raw_tail("motion_raw", start - FLOW.window, seconds=RULES.event_tail_seconds)
+    tail = warehouse.raw_tail("motion_raw", start - FLOW.window, seconds=RULES.event_tail_seconds,
+                              columns=motion.SAMPLE_COLUMNS)
     return motion.significant_motion(raw, tail, last_end, RULES)
 
 

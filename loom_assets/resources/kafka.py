@@ -3,7 +3,7 @@
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -106,6 +106,14 @@ class KafkaResource(ConfigurableResource):
                     raise BrokerUnavailable(f"offsets_for_times: {error}") from error
                 answers[instant] = {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}
         return answers
+
+    def oldest_timestamp(self, lows: Mapping[tuple[str, int], int], highs: Mapping[tuple[str, int], int]
+                         ) -> datetime | None:
+        """The Kafka timestamp of the oldest record still held (the first record of each
+        non-empty partition); None when every partition is empty."""
+        firsts = [OffsetRange(t, p, lows[(t, p)], lows[(t, p)] + 1) for t, p in lows if highs[(t, p)] > lows[(t, p)]]
+        stamps = [record.timestamp_ms for record in self.read(firsts, "loom-metadata")]
+        return datetime.fromtimestamp(min(stamps) / 1000, UTC) if stamps else None
 
     def read(self, ranges: Iterable[OffsetRange], group_id: str, idle_timeout_s: float = 30.0) -> Iterator[Record]:
         """Every record of the planned ranges, each exactly once, in offset order per partition.

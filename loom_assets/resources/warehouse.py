@@ -154,16 +154,19 @@ class Warehouse(ConfigurableResource):
         )
         return self.query(statement, (start, end))
 
-    def raw_tail(self, table: str, window_start: datetime, seconds: float) -> pd.DataFrame:
+    def raw_tail(self, table: str, window_start: datetime, seconds: float,
+                 columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The last `seconds` of event time per device of one window's raw rows: what a stage
         needs of the previous window to compute features that straddle the boundary."""
+        selected = (sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns)
+                    if columns else sql.SQL("t.*"))
         statement = sql.SQL(
-            "SELECT t.* FROM {t} t JOIN ("
+            "SELECT {cols} FROM {t} t JOIN ("
             "  SELECT device_id, max(recorded_at) AS last FROM {t} WHERE window_start = %(w)s GROUP BY device_id"
             ") latest USING (device_id)"
             " WHERE t.window_start = %(w)s AND t.recorded_at >= latest.last - make_interval(secs => %(s)s)"
             " ORDER BY t.device_id, t.recorded_at"
-        ).format(t=sql.Identifier(table))
+        ).format(cols=selected, t=sql.Identifier(table))
         return self.query(statement, {"w": window_start, "s": float(seconds)})
 
     # -- errors -----------------------------------------------------------------------------
@@ -325,16 +328,18 @@ class DataFrameHandler(DbTypeHandler[pd.DataFrame]):
 
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
         where, params = _window_clause(table_slice)
-        statement = sql.SQL("SELECT * FROM {} WHERE {}").format(sql.Identifier(table_slice.table), where)
+        # An upstream with several model versions feeds only its current (newest) one.
+        wanted = (context.upstream_output.definition_metadata or {}).get("model_version")
+        if wanted is not None:
+            where = sql.SQL("{} AND model_version = %s").format(where)
+            params = [*params, str(wanted)]
+        # A stage that names the columns it reads (AssetIn metadata) gets only those.
+        selected = (sql.SQL(", ").join(map(sql.Identifier, table_slice.columns))
+                    if table_slice.columns else sql.SQL("*"))
+        statement = sql.SQL("SELECT {} FROM {} WHERE {}").format(selected, sql.Identifier(table_slice.table), where)
         with connection.cursor() as cur:
             cur.execute(statement, params)
-            frame = _frame(cur.fetchall(), [d.name for d in cur.description])
-        if "model_version" in frame.columns and not frame.empty:
-            # An upstream with several model versions feeds only its current (newest) one.
-            wanted = (context.upstream_output.definition_metadata or {}).get("model_version")
-            if wanted is not None:
-                frame = frame[frame["model_version"] == str(wanted)]
-        return frame.reset_index(drop=True)
+            return _frame(cur.fetchall(), [d.name for d in cur.description])
 
     @property
     def supported_types(self) -> Sequence[type]:

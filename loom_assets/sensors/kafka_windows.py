@@ -43,17 +43,24 @@ def plan_closed_windows(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, 
     size, grace = flow.window, settings().window_grace
     last_start, previous_ends = warehouse.last_planned(flow.name)
     newest = window_of(now, size) if through_now else window_of(now - grace, size) - size
-    start = last_start + size if last_start else newest
     tps = kafka.partitions(flow.topics)
-    if not tps or start > newest:
+    if not tps or (last_start is not None and last_start + size > newest):
         return []
+    marks = kafka.watermarks(tps)
+    lows = {tp: low for tp, (low, _) in marks.items()}
+    highs = {tp: high for tp, (_, high) in marks.items()}
+    if last_start is not None:
+        start = last_start + size
+    else:
+        # The first plan starts at the oldest record's window (within retention), so a backlog
+        # spreads over the windows of its own time instead of landing in one.
+        oldest = kafka.oldest_timestamp(lows, highs)
+        start = newest if oldest is None else min(newest, max(window_of(oldest, size),
+                                                              window_of(now - settings().retention, size)))
     windows = []
     while start <= newest and len(windows) < MAX_WINDOWS_PER_TICK:
         windows.append(start)
         start += size
-    marks = kafka.watermarks(tps)
-    lows = {tp: low for tp, (low, _) in marks.items()}
-    highs = {tp: high for tp, (_, high) in marks.items()}
     # A window still open (through_now) has no timestamp lookup: it ends at the high watermark.
     lookups = kafka.offsets_at(tps, [w + size for w in windows if w + size <= now])
     planned = []
