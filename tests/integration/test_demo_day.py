@@ -1,0 +1,54 @@
+"""A demo afternoon (the coffee walk, back to work, the drive home) through the location and
+motion flows: the activities and visits `loom dev` shows are the ones the person lived."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from confluent_kafka import Producer
+
+from loom_assets import demo
+from tests.integration.test_spine import invoke, table
+
+pytestmark = pytest.mark.integration
+
+TOPICS = (demo.GPS_TOPIC, "device.sensor.accelerometer.raw")
+
+
+def test_a_demo_afternoon_gives_the_activities_and_visits_lived(loom_env):
+    # Yesterday 14:00-18:45 in San Francisco (the demo's day is planned in local time).
+    day = (datetime.now(UTC) - timedelta(days=1)).astimezone(demo.LOCAL_TZ).date()
+    start = datetime(day.year, day.month, day.day, 14, tzinfo=demo.LOCAL_TZ).astimezone(UTC)
+    minutes = 285
+    invoke("regions", "add", "Work", "--type", "work", "--lat", str(demo.WORK.lat), "--lon",
+           str(demo.WORK.lon), "--radius", "150")
+    producer = Producer({"bootstrap.servers": loom_env["bootstrap"], "linger.ms": 50})
+    sent = demo.replay(producer, demo.demo_messages(start, minutes, devices=1, topics=TOPICS), speed=None,
+                       event_timestamps=True, progress=False)
+    assert sent > 100_000
+    invoke("process", "--through-now", "--max-rounds", "40")
+
+    url = loom_env["database_url"]
+    plan = demo.DayPlan(0, 0, start, start + timedelta(minutes=minutes))
+    activities = table(url, "motion_activities", order="recorded_at")
+    assert len(activities) > 3000
+
+    def lived(kind: str):
+        """Activities of the windows wholly inside the plan's segments of this kind."""
+        spans = [(s.start, s.end) for s in plan.segments if s.activity == kind and s.end > start]
+        inside = activities["recorded_at"].apply(
+            lambda t: any(a + timedelta(seconds=10) <= t <= b - timedelta(seconds=15) for a, b in spans))
+        return activities[inside]["activity"].value_counts(normalize=True)
+
+    assert lived("drive").get("vehicle", 0) >= 0.7
+    assert lived("walk").get("walking", 0) + lived("walk").get("stairs", 0) >= 0.7
+    assert lived("work").get("still", 0) >= 0.9
+    assert lived("coffee").get("still", 0) >= 0.9
+
+    visits = table(url, "location_places", order="arrived_at")
+    places = visits["place_name"].tolist()
+    # Work (a region), the coffee shop (its address), work again; home is still going on.
+    assert places[:3] == ["Work", visits["place_name"].iloc[1], "Work"] and places[1] != "Work"
+    assert visits["place_source"].tolist()[:3] == ["georegion", "geocoded", "georegion"]
+    assert visits["visit_count_30d"].tolist()[:3] == [1, 1, 2]
+    events = table(url, "location_georegions", order="recorded_at")
+    assert {"enter", "exit", "dwell"} <= set(events["event_type"])
