@@ -72,6 +72,9 @@ def messages(now: datetime) -> list[tuple[str, bytes]]:
                                                 connected=True)))
     walk_start = start + timedelta(minutes=10) - timedelta(seconds=30)
     out += [(ACCEL, flat(at, x=x, y=y, z=z)) for at, x, y, z in accelerometer(walk_start)]
+    # Bad records: they become error rows with their bytes kept, and the windows still complete.
+    out += [(GPS, flat(start, latitude=95.0, longitude=0.0)), (ACCEL, flat(start, x="fast", y=0, z=9.8)),
+            (ACCEL, b'{"device_id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301", "x": 1,')]
     return out
 
 
@@ -90,6 +93,10 @@ def test_gps_and_accelerometer_fill_every_table_traceably(processed):
     assert len(fixes) == 145
     samples = table(url, "motion_raw")
     assert len(samples) == 90 * 50
+    errors = table(url, "processing_errors", order="source_topic, source_offset")
+    assert errors.groupby("flow")["error_type"].apply(sorted).to_dict() == {
+        "location": ["validation_error"], "motion": ["malformed_json", "validation_error"]}
+    assert any(bytes(value).endswith(b'"x": 1,') for value in errors["original_value"])
 
     # Every raw row is the record at its partition/offset (checked for a sample of rows).
     consumer = Consumer({"bootstrap.servers": processed["bootstrap"], "group.id": "trace-check",
