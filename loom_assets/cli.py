@@ -294,7 +294,11 @@ def dev(port: int, no_demo: bool) -> None:
     apply_migrations(stack.environment["DATABASE_URL"])
     created = _defs().resources()["kafka"].create_topics(topic_specs())
     click.echo(f"migrations applied; {len(created)} topic(s) created")
-    _fail_orphaned_runs(_instance())
+    instance = _instance()
+    _fail_orphaned_runs(instance)
+    from loom_assets.flows.location import GEOCODER_POOL
+
+    instance.event_log_storage.set_concurrency_slots(GEOCODER_POOL, 1)
     if not no_demo:
         _add_demo_regions(stack.environment["DATABASE_URL"])
         threading.Thread(target=_demo_forever, daemon=True).start()

@@ -172,6 +172,7 @@ class Flow:
         carries_state: bool = False,
         uses: tuple[AssetKey, ...] = (),
         columns: Mapping[str, Sequence[str]] | None = None,
+        pool: str | None = None,
     ) -> Callable[[Callable], AssetsDefinition]:
         """Turn a thin function into the stage asset `[flow, fn.__name__]`.
 
@@ -181,7 +182,8 @@ class Flow:
         `carries_state`: the stage reads its own previous rows, so it depends on its own previous
         window (Dagster orders backfills and shows the chain). `uses`: other assets read by event
         time (lineage only). `columns`: input name -> the only columns the stage reads of it
-        (a 50 Hz raw window is cheaper to load without its envelope columns).
+        (a 50 Hz raw window is cheaper to load without its envelope columns). `pool`: a Dagster
+        concurrency pool shared with other stages using the same outside service.
         """
 
         def decorator(fn: Callable) -> AssetsDefinition:
@@ -207,6 +209,7 @@ class Flow:
                 backfill_policy=BackfillPolicy.single_run(),
                 code_version=code_version,
                 retry_policy=retry,
+                pool=pool,
                 group_name=self.name,
                 kinds={"pandas", "postgres"},
                 metadata={

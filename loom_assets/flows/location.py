@@ -21,6 +21,10 @@ GEOCODING_RULES = geocoding.GeocodingRules()
 # The provider decides the addresses, so it is part of the geocoded stage's version.
 GEOCODER = settings().geocoder_provider
 BUSINESSES = settings().business_provider
+# Steps that call the geocoder or the business provider share one concurrency pool: the rate
+# limit (Nominatim's 1 request/s) holds per process, so one such step runs at a time
+# (`loom dev` sets the pool's limit; in production: `dagster instance concurrency set geocoder 1`).
+GEOCODER_POOL = "geocoder"
 
 raw = FLOW.raw
 
@@ -48,6 +52,7 @@ def georegions(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: War
     rules_version=f"rules{GEOCODING_RULES.version}-{GEOCODER}",
     retry=RetryPolicy(max_retries=3, delay=60),  # SPEC §1.2 geocoding: 3 retries, 60 s
     carries_state=True,
+    pool=GEOCODER_POOL,
 )
 def geocoded(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
              geocoder: GeocoderResource) -> pd.DataFrame:
@@ -65,6 +70,7 @@ def geocoded(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Wareh
     rules_version=f"rules{RULES.version}-{GEOCODER}-{BUSINESSES}",
     retry=RetryPolicy(max_retries=2, delay=30),  # SPEC §1.2 business_identification: 2 retries, 30 s
     carries_state=True,
+    pool=GEOCODER_POOL,
 )
 def places(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
            geocoder: GeocoderResource, businesses: BusinessProviderResource) -> pd.DataFrame:
