@@ -11,8 +11,8 @@ from loom_assets.settings import settings
 KEEP_RUNS_FOR = timedelta(days=7)
 
 
-@op(description="Drop expired daily partitions (native path; TimescaleDB uses its own policies) "
-                "and offset-log entries older than retention.")
+@op(description="Drop expired daily partitions (native path; TimescaleDB uses its own policies), "
+                "and offset-log and geocode-cache entries older than retention.")
 def drop_expired_partitions(context: OpExecutionContext, warehouse: Warehouse) -> None:
     retention = settings().retention
     with warehouse.connect() as conn:
@@ -25,7 +25,10 @@ def drop_expired_partitions(context: OpExecutionContext, warehouse: Warehouse) -
             " FROM loom_offset_log ORDER BY flow, topic, partition, window_start DESC)",
             (retention,),
         ).rowcount
-    context.log.info(f"dropped {dropped} expired partitions and {log} offset-log entries")
+        # Addresses nobody asked for within retention; a later lookup caches them afresh.
+        cache = conn.execute("DELETE FROM geocode_cache WHERE last_used_at < now() - %s", (retention,)).rowcount
+    context.log.info(f"dropped {dropped} expired partitions, {log} offset-log entries and "
+                     f"{cache} unused geocode-cache entries")
 
 
 @op(description="Delete finished Dagster runs (and their event logs) older than a week.")

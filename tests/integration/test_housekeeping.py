@@ -19,6 +19,9 @@ def test_housekeeping_prunes_the_offset_log_but_keeps_where_the_next_window_star
     warehouse.record_plans("app_lifecycle", timedelta(minutes=5), [
         (old + i * timedelta(minutes=5), [OffsetRange("os.events.app_lifecycle.raw", 0, i, i + 1)]) for i in range(3)
     ])
+    with warehouse.connect() as conn:
+        conn.execute("INSERT INTO geocode_cache (provider, provider_version, latitude, longitude, last_used_at)"
+                     " VALUES ('offline-geonames', 'v', 1, 1, %s), ('offline-geonames', 'v', 2, 2, now())", (old,))
     result = housekeeping_job.execute_in_process(instance=DagsterInstance.get(), resources=definitions.resources())
     assert result.success
     latest, ends = warehouse.last_planned("app_lifecycle")
@@ -26,3 +29,5 @@ def test_housekeeping_prunes_the_offset_log_but_keeps_where_the_next_window_star
     assert ends == {("os.events.app_lifecycle.raw", 0): 3}
     with warehouse.connect() as conn:
         assert conn.execute("SELECT count(*) FROM loom_offset_log").fetchone()[0] == 1
+        # The address unused for years goes; the one used today stays.
+        assert conn.execute("SELECT latitude FROM geocode_cache").fetchall() == [(2.0,)]
