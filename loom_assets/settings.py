@@ -58,6 +58,8 @@ class Settings:
     business_api_key: str = field(default_factory=lambda: _env("LOOM_BUSINESS_API_KEY", ""))
     # Empty: the provider's public endpoint.
     business_base_url: str = field(default_factory=lambda: _env("LOOM_BUSINESS_BASE_URL", ""))
+    # Where audio and images are kept: any fsspec URL (s3://bucket/prefix); empty: LOOM_HOME/blobs.
+    blob_url: str = field(default_factory=lambda: _env("LOOM_BLOB_URL", ""))
     # The activity classifier artifact (`loom train activity` writes one); empty: the shipped one.
     activity_model_path: str | None = field(default_factory=lambda: _env("LOOM_ACTIVITY_MODEL_PATH", "") or None)
 
