@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs the system packages Loom's embedded services need, when they are missing:
 # a Java 17 runtime and Maven (Apache Kafka, resolved from Maven Central) and Node.js with npm
-# (TimescaleDB compiled to WASM, used by the tests of the hypertable path).
+# (TimescaleDB compiled to WASM, used by the tests of the hypertable path), tesseract with its
+# English data (screenshot OCR) and espeak-ng (the speech the audio tests are made of).
 set -euo pipefail
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn  >/dev/null || missing+=(maven)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm  >/dev/null || missing+=(npm)
+command -v tesseract >/dev/null || missing+=(tesseract-ocr)
+[ -e /usr/share/tesseract-ocr/5/tessdata/eng.traineddata ] || [ -e /usr/share/tesseract-ocr/4.00/tessdata/eng.traineddata ] \
+  || missing+=(tesseract-ocr-eng)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${missing[*]} (install them, or run as root)" >&2
