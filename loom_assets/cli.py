@@ -24,6 +24,10 @@ TOPIC_RETENTION_DAYS = {
     "device.state.power.raw": 30,
     "device.sensor.gps.raw": 30,
     "device.sensor.accelerometer.raw": 7,  # SPEC §1.4 S4: 7 days
+    # Media: raw audio is kept 7 days (SPEC §1.1 device_audio_raw); images as long.
+    "device.audio.raw": 7,
+    "device.image.screenshot.raw": 7,
+    "device.image.camera.raw": 7,
 }
 ERROR_TOPIC_RETENTION_DAYS = 7
 DEFAULT_PARTITIONS = 3

@@ -2,8 +2,18 @@
 
 from dagster import Definitions, json_console_logger
 
-from loom_assets.flows import app_lifecycle, location, motion, network_events, power_state
+from loom_assets.flows import (
+    app_lifecycle,
+    audio,
+    camera_vision,
+    location,
+    motion,
+    network_events,
+    power_state,
+    screenshot_ocr,
+)
 from loom_assets.housekeeping import housekeeping_job, housekeeping_schedule
+from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.business import BusinessProviderResource
 from loom_assets.resources.geocoder import GeocoderResource
 from loom_assets.resources.kafka import KafkaResource
@@ -15,7 +25,8 @@ from loom_assets.sensors.reprocessing import reprocess_schedule
 
 # Location first: power patterns, network correlation and motion activities read its fixes by
 # event time.
-FLOWS = (location.FLOW, motion.FLOW, app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW)
+FLOWS = (location.FLOW, motion.FLOW, app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW,
+         audio.FLOW, screenshot_ocr.FLOW, camera_vision.FLOW)
 
 
 def flow_named(name: str):
@@ -34,6 +45,7 @@ def resources() -> dict:
         "models": Models(),
         "geocoder": GeocoderResource(),
         "businesses": BusinessProviderResource(),
+        "blobs": BlobStore(),
     }
 
 

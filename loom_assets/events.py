@@ -9,6 +9,8 @@ ignored, new optional fields default), and a major version nobody registered is 
 record, not a crash.
 """
 
+import base64
+import binascii
 import re
 import uuid
 from datetime import UTC, datetime
@@ -16,7 +18,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 ENVELOPE_COLUMNS = (
     "device_id",
@@ -95,6 +97,53 @@ class AccelerationV1(Payload):
     accuracy: int | None = None  # Android's SENSOR_STATUS_* (0 unreliable … 3 high), when sent
 
 
+# -- media: audio chunks and images (SPEC §3, §3.1) -------------------------------------------
+def _base64(value: Any) -> bytes:
+    """The bytes of base64 text (a `data:` URL prefix allowed), strictly: the REST routes pass
+    the client's base64 text through unchecked (SPEC §3.1), so this is where it is checked."""
+    if not isinstance(value, str):
+        raise ValueError("expected base64 text")
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    if not data:
+        raise ValueError("no bytes (empty base64)")
+    return data
+
+
+# Media bytes: landing decodes them, the raw asset stores them in the blob store and the raw
+# table keeps `<field>_uri` and `<field>_bytes` (marked by `BLOB`).
+BLOB = {"blob": True}
+Base64Bytes = Annotated[bytes, BeforeValidator(_base64)]
+
+
+class AudioChunkV1(Payload):
+    """A chunk of audio: a whole WAV file or raw PCM (`format`/`encoding` pcm_s16le)."""
+
+    data: Base64Bytes = Field(validation_alias=AliasChoices("data", "chunk_data", "audio_data"),
+                              json_schema_extra=BLOB)
+    sample_rate: int = Field(gt=0, le=384_000)
+    channels: int = Field(default=1, ge=1, le=8)
+    format: str = Field(default="wav", validation_alias=AliasChoices("format", "encoding"))
+    duration_ms: int | None = Field(default=None, ge=0)
+    file_id: str | None = None
+    chunk_number: int | None = None
+
+
+class ImageV1(Payload):
+    """A camera photo or a screenshot (`camera_type` "screen")."""
+
+    image_data: Base64Bytes = Field(json_schema_extra=BLOB)
+    format: str = "jpeg"
+    width: int | None = Field(default=None, ge=0)
+    height: int | None = Field(default=None, ge=0)
+    camera_type: str | None = None
+    file_size: int | None = Field(default=None, ge=0)
+
+
 # topic -> {major version -> model}
 PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "os.events.app_lifecycle.raw": {1: AppLifecycleV1},
@@ -103,6 +152,9 @@ PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "device.network.wifi.raw": {1: WifiReadingV1},
     "device.sensor.gps.raw": {1: GpsFixV1},
     "device.sensor.accelerometer.raw": {1: AccelerationV1},
+    "device.audio.raw": {1: AudioChunkV1},
+    "device.image.screenshot.raw": {1: ImageV1},
+    "device.image.camera.raw": {1: ImageV1},
 }
 
 # Aliases seen on the wire for the same field (SPEC §7.13/§7.14).
@@ -272,3 +324,9 @@ def _short(error: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()[:5]
     )
+
+
+def blob_fields(topic: str) -> tuple[str, ...]:
+    """The v1 payload fields of `topic` that hold media bytes (kept in the blob store)."""
+    fields = PAYLOAD_MODELS[topic][1].model_fields
+    return tuple(name for name, f in fields.items() if (f.json_schema_extra or {}).get("blob"))

@@ -40,10 +40,11 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
+from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.warehouse import Warehouse, offsets_metadata
 from loom_assets.settings import settings
-from loom_assets.stages.landing import land
+from loom_assets.stages.landing import land, store_blobs
 from loom_assets.windows import partitions_def, window_from_key, window_size
 
 # Single-run backfills (a range of windows in one run) are how Loom backfills; Dagster marks
@@ -126,7 +127,7 @@ class Flow:
                 f"records go to `{self.error_topic}` and `processing_errors` with the original bytes."
             ),
         )
-        def raw(context, kafka: KafkaResource, warehouse: Warehouse):
+        def raw(context, kafka: KafkaResource, warehouse: Warehouse, blobs: BlobStore):
             window = context.partition_time_window
             plans = warehouse.planned_ranges(flow.name, window.start, window.end)
             records = (
@@ -135,6 +136,7 @@ class Flow:
                 for record in kafka.read(ranges, flow.consumer_group)
             )
             landing = land(flow.name, flow.topics, records, datetime.now(UTC), settings().max_message_bytes)
+            rows = store_blobs(landing.rows, flow.topics, blobs.put)
             warehouse.replace_errors(flow.name, window.start, window.end, landing.errors)
             if not landing.errors.empty:
                 kafka.publish(flow.error_topic, error_messages(landing.errors))
@@ -144,15 +146,15 @@ class Flow:
                 "offsets": MetadataValue.json(offsets_metadata(ranges)),
                 "windows_planned": len(plans),
                 "records_read": read,
-                "rows": len(landing.rows),
+                "rows": len(rows),
                 "errors": len(landing.errors),
                 "error_types": MetadataValue.json(landing.errors["error_type"].value_counts().to_dict()),
             }
             context.log.info(
                 f"{flow.name} {window.start:%Y-%m-%d %H:%M}–{window.end:%H:%M}: {read} records read, "
-                f"{len(landing.rows)} rows, {len(landing.errors)} errors"
+                f"{len(rows)} rows, {len(landing.errors)} errors"
             )
-            yield Output(landing.rows, metadata=metadata)
+            yield Output(rows, metadata=metadata)
             rate = len(landing.errors) / read if read else 0.0
             yield AssetCheckResult(
                 check_name="error_rate",

@@ -47,9 +47,10 @@ class BlobStore(ConfigurableResource):
         digest = hashlib.sha256(data).hexdigest()
         return posixpath.join(self.root, "sha256", digest[:2], digest[2:4], digest + suffix)
 
-    def put(self, data: bytes, suffix: str = "") -> str:
-        """Store `data` (once) and return its URI; `suffix` (".wav", ".jpg") tells tools its type."""
-        uri = self.uri_for(data, suffix)
+    def put(self, data: bytes, suffix: str | None = None) -> str:
+        """Store `data` (once) and return its URI; `suffix` (".wav", ".jpg"; default: sniffed
+        from the bytes) tells tools its type."""
+        uri = self.uri_for(data, sniff_suffix(data) if suffix is None else suffix)
         path = self._path(uri)
         if not self._fs.exists(path):
             # Write beside it and rename: a reader never sees half a blob.
@@ -85,6 +86,17 @@ class BlobStore(ConfigurableResource):
         if not self._fs.exists(base):
             return []
         return [self._fs.unstrip_protocol(p) for p in self._fs.find(base) if not p.endswith(".partial")]
+
+
+# Leading bytes of the media Loom receives -> file suffix.
+_MAGIC = ((b"RIFF", ".wav"), (b"\xff\xd8\xff", ".jpg"), (b"\x89PNG", ".png"), (b"GIF8", ".gif"),
+          (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"ID3", ".mp3"))
+
+
+def sniff_suffix(data: bytes) -> str:
+    if data[8:12] == b"WEBP":
+        return ".webp"
+    return next((suffix for magic, suffix in _MAGIC if data.startswith(magic)), "")
 
 
 def unreferenced(store: BlobStore, referenced: Iterable[str]) -> list[str]:

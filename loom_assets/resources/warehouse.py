@@ -192,6 +192,7 @@ def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
 # PostgreSQL's binary timestamptz is int64 microseconds since 2000-01-01 UTC, byte for byte an
 # int8: times go to binary COPY as int8 computed a column at a time, not as datetime objects.
 TIMESTAMPTZ_OID, INT8_OID = 1184, 20
+INTEGER_OIDS = {20, 21, 23}  # int8, int2, int4
 PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
 
 
@@ -202,6 +203,9 @@ def _copy_column(column: pd.Series, oid: int) -> tuple[list, int]:
         utc = pd.to_datetime(column, utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
         values = (utc - PG_EPOCH).astype("int64").astype(object)
         oid = INT8_OID
+    elif oid in INTEGER_OIDS and column.dtype.kind == "f":
+        # An optional integer field some records leave out arrives as floats with NaN.
+        values = np.array(column.astype("Int64").to_numpy(dtype=object), dtype=object)
     else:
         values = np.array(column.to_numpy(dtype=object), dtype=object)
     missing = column.isna().to_numpy()

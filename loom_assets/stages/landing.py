@@ -3,13 +3,13 @@
 Every record becomes exactly one of the two, so rows + errors always add up to the offsets read.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
 
-from loom_assets.events import ENVELOPE_COLUMNS, InvalidMessage, Record, decode, payload_columns
+from loom_assets.events import ENVELOPE_COLUMNS, InvalidMessage, Record, blob_fields, decode, payload_columns
 
 LINEAGE_COLUMNS = ("source_topic", "source_partition", "source_offset", "ingested_at")
 ERROR_COLUMNS = (
@@ -33,6 +33,23 @@ def raw_columns(topics: Iterable[str]) -> list[str]:
     for topic in topics:
         payload += [c for c in payload_columns(topic) if c not in payload]
     return [*HEAD_COLUMNS, *payload]
+
+
+def table_columns(topics: Iterable[str]) -> list[str]:
+    """The raw table's columns: media fields become `<field>_uri` and `<field>_bytes`."""
+    blobs = {f for topic in topics for f in blob_fields(topic)}
+    return [c for column in raw_columns(topics)
+            for c in ((f"{column}_uri", f"{column}_bytes") if column in blobs else (column,))]
+
+
+def store_blobs(rows: pd.DataFrame, topics: Iterable[str], put: Callable[[bytes], str]) -> pd.DataFrame:
+    """Media bytes out of the rows and into the blob store (`put` returns a blob's URI): each
+    media field becomes `<field>_uri` and `<field>_bytes`."""
+    for field in dict.fromkeys(f for topic in topics for f in blob_fields(topic)):
+        data = rows.pop(field)
+        rows[f"{field}_uri"] = [put(b) if b is not None else None for b in data]
+        rows[f"{field}_bytes"] = pd.array([len(b) if b is not None else None for b in data], dtype="Int64")
+    return rows
 
 
 def land(

@@ -36,18 +36,21 @@ MIGRATIONS = sorted(p.name.removesuffix(".sql") for p in SQL_DIR.glob("*.sql"))
 # The tables' own numbers where sql/ departs from the defaults (chunk 1 day, compression
 # after 7 days segmented by device_id, retention 30 days).
 # SPEC §1.11 (network), §1.4 S4 (motion: hourly chunks, compressed after a day, kept 7 days; the
-# significant-motion table chunks by 7 days), §1.2 S4 (location), and a year of visits.
+# significant-motion table chunks by 7 days), §1.2 S4 (location), a year of visits, and raw media
+# kept 7 days, compressed after one (SPEC §1.1 device_audio_raw).
 HOUR, DAY, WEEK = timedelta(hours=1), timedelta(days=1), timedelta(days=7)
 CHUNK_INTERVAL = {"network_events_enriched": WEEK, "network_events_location_correlated": WEEK,
                   "motion_raw": HOUR, "motion_windows": HOUR, "motion_activities": HOUR,
                   "motion_significant_motion": WEEK}
 RETENTION = {"network_events_enriched": timedelta(days=90), "network_events_location_correlated": timedelta(days=90),
              "motion_raw": WEEK, "motion_windows": WEEK, "motion_activities": WEEK,
+             "audio_raw": WEEK, "screenshot_ocr_raw": WEEK, "camera_vision_raw": WEEK,
              "location_georegions": timedelta(days=90), "location_geocoded": timedelta(days=90),
              "location_places": timedelta(days=365)}
 COMPRESS_AFTER = {"network_events_enriched": timedelta(days=30),
                   "network_events_location_correlated": timedelta(days=30),
-                  "motion_raw": DAY, "motion_windows": DAY, "motion_activities": DAY}
+                  "motion_raw": DAY, "motion_windows": DAY, "motion_activities": DAY,
+                  "audio_raw": DAY, "screenshot_ocr_raw": DAY, "camera_vision_raw": DAY}
 SEGMENT_BY = {"processing_errors": "flow"}
 TIME_COLUMN = {"processing_errors": "window_start", "power_state_patterns": "window_start"}
 
