@@ -35,13 +35,6 @@ def raw_columns(topics: Iterable[str]) -> list[str]:
     return [*HEAD_COLUMNS, *payload]
 
 
-def table_columns(topics: Iterable[str]) -> list[str]:
-    """The raw table's columns: media fields become `<field>_uri` and `<field>_bytes`."""
-    blobs = {f for topic in topics for f in blob_fields(topic)}
-    return [c for column in raw_columns(topics)
-            for c in ((f"{column}_uri", f"{column}_bytes") if column in blobs else (column,))]
-
-
 def store_blobs(rows: pd.DataFrame, topics: Iterable[str], put: Callable[[bytes], str]) -> pd.DataFrame:
     """Media bytes out of the rows and into the blob store (`put` returns a blob's URI): each
     media field becomes `<field>_uri` and `<field>_bytes`."""
