@@ -2,8 +2,20 @@
 
 from datetime import UTC, datetime, timedelta
 
-from dagster import DefaultScheduleStatus, OpExecutionContext, RunsFilter, ScheduleDefinition, job, op
+from dagster import (
+    DefaultScheduleStatus,
+    In,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    RunsFilter,
+    ScheduleDefinition,
+    job,
+    op,
+)
+from psycopg import sql
 
+from loom_assets.resources.blobs import BlobStore, unreferenced
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 
@@ -12,7 +24,7 @@ KEEP_RUNS_FOR = timedelta(days=7)
 
 
 @op(description="Drop expired daily partitions (native path; TimescaleDB uses its own policies), "
-                "and offset-log and geocode-cache entries older than retention.")
+                "and offset-log and geocode-cache entries older than retention.", out=Out(Nothing))
 def drop_expired_partitions(context: OpExecutionContext, warehouse: Warehouse) -> None:
     retention = settings().retention
     with warehouse.connect() as conn:
@@ -31,6 +43,21 @@ def drop_expired_partitions(context: OpExecutionContext, warehouse: Warehouse) -
                      f"{cache} unused geocode-cache entries")
 
 
+@op(description="Delete blobs no table row refers to any more (after retention or erasure).",
+    ins={"after_retention": In(Nothing)})
+def sweep_blobs(context: OpExecutionContext, warehouse: Warehouse, blobs: BlobStore) -> None:
+    with warehouse.connect() as conn:
+        columns = conn.execute(
+            "SELECT c.table_name, c.column_name FROM information_schema.columns c"
+            " JOIN loom_timeseries t USING (table_name) WHERE c.column_name LIKE '%%\\_uri'"
+            " AND c.table_schema = current_schema()").fetchall()
+        referenced = {uri for table, column in columns for (uri,) in conn.execute(
+            sql.SQL("SELECT DISTINCT {} FROM {} WHERE {} IS NOT NULL").format(
+                sql.Identifier(column), sql.Identifier(table), sql.Identifier(column)))}
+    removed = blobs.delete(unreferenced(blobs, referenced))
+    context.log.info(f"removed {removed} unreferenced blobs ({len(referenced)} referenced)")
+
+
 @op(description="Delete finished Dagster runs (and their event logs) older than a week.")
 def prune_dagster_runs(context: OpExecutionContext) -> None:
     before = datetime.now(UTC) - KEEP_RUNS_FOR
@@ -45,7 +72,7 @@ def prune_dagster_runs(context: OpExecutionContext) -> None:
 
 @job(description="Daily retention and pruning.")
 def housekeeping_job():
-    drop_expired_partitions()
+    sweep_blobs(drop_expired_partitions())
     prune_dagster_runs()
 
 

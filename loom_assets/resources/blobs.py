@@ -8,6 +8,7 @@ no table row refers to any more (`unreferenced`, run by the housekeeping job).
 """
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 import posixpath
 import uuid
 from collections.abc import Iterable
@@ -70,6 +71,10 @@ class BlobStore(ConfigurableResource):
     def exists(self, uri: str) -> bool:
         return self._fs.exists(self._path(uri))
 
+    def modified(self, uri: str) -> datetime:
+        stamp = self._fs.modified(self._path(uri))
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
     def delete(self, uris: Iterable[str]) -> int:
         """Remove these blobs (missing ones are skipped); returns how many were removed."""
         removed = 0
@@ -99,7 +104,8 @@ def sniff_suffix(data: bytes) -> str:
     return next((suffix for magic, suffix in _MAGIC if data.startswith(magic)), "")
 
 
-def unreferenced(store: BlobStore, referenced: Iterable[str]) -> list[str]:
-    """The store's blobs that no row refers to: what retention and erasure left behind."""
-    keep = set(referenced)
-    return [uri for uri in store.all_uris() if uri not in keep]
+def unreferenced(store: BlobStore, referenced: Iterable[str], grace: timedelta = timedelta(days=1)) -> list[str]:
+    """The store's blobs that no row refers to, written more than `grace` ago (a run may have
+    stored a blob whose row it has not committed yet): what retention and erasure left behind."""
+    keep, cutoff = set(referenced), datetime.now(UTC) - grace
+    return [uri for uri in store.all_uris() if uri not in keep and store.modified(uri) < cutoff]
