@@ -1,9 +1,18 @@
-"""Audio: chunks of device audio (WAV or raw PCM, any rate), kept in the blob store.
+"""Audio: chunks (WAV or raw PCM, any rate; bytes in the blob store) → voice segments (Silero
+VAD) → transcripts with word times; and the acoustic environment of every 10 s of audio."""
 
-This lands them; voice segments, transcripts and the acoustic environment build on it.
-"""
+import importlib.metadata
+
+import pandas as pd
+from dagster import AssetExecutionContext, RetryPolicy
 
 from loom_assets.flows.base import Flow
+from loom_assets.models.speech import WHISPER_DEFAULT, WHISPER_PACKAGE
+from loom_assets.resources.blobs import BlobStore
+from loom_assets.resources.models import Models
+from loom_assets.resources.warehouse import Warehouse, copy_frame
+from loom_assets.settings import settings
+from loom_assets.stages import audio, speech
 
 FLOW = Flow(
     name="audio",
@@ -11,5 +20,95 @@ FLOW = Flow(
     description="Audio chunks recorded by each device (base64 WAV or PCM; bytes in the blob store).",
     alert_error_rate=0.05,  # SPEC §1.1 voice_activity_detection
 )
+VAD_RULES = audio.RULES
+ENVIRONMENT_RULES = speech.EnvironmentRules()
+# Model versions for the code versions, known without loading the models (rows also carry the
+# exact version each model reports).
+VAD_VERSION = f"silero-vad-{importlib.metadata.version('silero-vad')}"
+STT_VERSION = settings().stt_model or f"{WHISPER_DEFAULT}-ct2-{importlib.metadata.version(WHISPER_PACKAGE)}"
+# Chunks that decode to no audio are errors of this stage (the raw row and its blob stay).
+VAD_ERRORS = f"{FLOW.name}/voice_segments"
 
 raw = FLOW.raw
+
+
+def _chunks(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
+    """The raw rows with their audio bytes from the blob store."""
+    return raw.assign(audio_bytes=[blobs.get(uri) for uri in raw["data_uri"]]) if not raw.empty else raw
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=f"{VAD_VERSION}-rules{VAD_RULES.version}",
+    retry=RetryPolicy(max_retries=3, delay=1),  # SPEC §1.1 voice_activity_detection: 3 retries, 1 s
+    carries_state=True,
+)
+def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
+                   blobs: BlobStore, models: Models) -> pd.DataFrame:
+    """Speech segments (Silero VAD, threshold 0.5, ≥ 250 ms, ≤ 15 s) with their audio as a WAV in
+    the blob store. Speech that runs across chunks and windows is one segment: each window
+    continues the VAD stream the previous one left in `audio_vad_carry`."""
+    span = context.partition_time_window
+    chunks = _chunks(raw, blobs)
+    carry = warehouse.query("SELECT * FROM audio_vad_carry WHERE window_start = %s", (span.start - FLOW.window,))
+    segments, errors = [], []
+    window = span.start
+    while window < span.end:  # a range of windows (a backfill) goes window by window
+        mine = chunks[chunks["window_start"] == window] if not chunks.empty else chunks
+        result = audio.voice_segments(mine, carry, models.vad(), VAD_RULES, window_start=window)
+        segments.append(result.segments)
+        errors.append(result.errors)
+        carry = result.carry
+        with warehouse.connect() as conn, conn.transaction():
+            conn.execute("DELETE FROM audio_vad_carry WHERE window_start = %s", (window,))
+            copy_frame(conn, "audio_vad_carry", carry)
+        window += FLOW.window
+    warehouse.replace_errors(VAD_ERRORS, span.start, span.end, _error_rows(pd.concat(errors, ignore_index=True)))
+    found = pd.concat(segments, ignore_index=True)
+    uris = [blobs.put(audio.as_wav(bytes(pcm)), ".wav") for pcm in found["audio"]]
+    return found.drop(columns=["audio"]).assign(audio_uri=pd.Series(uris, dtype="str"))
+
+
+def _error_rows(errors: pd.DataFrame) -> pd.DataFrame:
+    """The stage's error rows in `processing_errors`' shape (the original is the raw row's blob)."""
+    return pd.DataFrame({
+        "window_start": errors["window_start"], "flow": VAD_ERRORS, "source_topic": errors["source_topic"],
+        "source_partition": errors["source_partition"], "source_offset": errors["source_offset"],
+        "error_type": errors["error_type"], "error_message": errors["error_message"],
+        "original_key": None, "original_value": None, "original_size": 0,
+        "kafka_timestamp": errors["recorded_at"], "device_id": errors["device_id"],
+    })
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=STT_VERSION,
+    retry=RetryPolicy(max_retries=2, delay=5),  # SPEC §1.1 speech_to_text: 2 retries, 5 s
+)
+def transcripts(voice_segments: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
+    """The words of each voice segment with their times and confidences (the bundled Whisper
+    tiny.en, or Parakeet-TDT when configured); full-text indexed."""
+    segments = voice_segments.assign(
+        audio=[audio.pcm16(audio.decode_audio(blobs.get(uri), format="wav", sample_rate=None, channels=None)[0])
+               for uri in voice_segments["audio_uri"]]) if not voice_segments.empty else voice_segments
+    return speech.transcripts(segments, models.transcriber())
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=f"yamnet-rules{ENVIRONMENT_RULES.version}",
+    retry=RetryPolicy(max_retries=1, delay=2),  # SPEC §1.1 environment_classification: 1 retry, 2 s
+)
+def environment(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
+    """Indoor, outdoor, vehicle, crowd or quiet for every 10 s of a device's audio (YAMNet's
+    AudioSet classes by stated lists), with the top AudioSet labels."""
+    decoded = []
+    for row in _chunks(raw, blobs).itertuples(index=False):
+        try:
+            samples, _ = audio.decode_audio(row.audio_bytes, format=row.format, sample_rate=row.sample_rate,
+                                            channels=row.channels)
+        except audio.AudioDecodeError:
+            continue  # an error row of voice_segments already
+        decoded.append({"window_start": row.window_start, "device_id": row.device_id,
+                        "start_time": row.recorded_at, "samples": samples})
+    return speech.environment(pd.DataFrame(decoded), models.yamnet(), ENVIRONMENT_RULES)

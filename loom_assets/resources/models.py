@@ -34,6 +34,13 @@ def _transcriber(name_or_path: str | None):
 
 
 @lru_cache(maxsize=1)
+def _vad():
+    from loom_assets.stages.audio import SileroVad
+
+    return SileroVad()
+
+
+@lru_cache(maxsize=1)
 def _yamnet(cache_dir: str):
     from loom_assets.models.yamnet import YamNet
 
@@ -49,6 +56,10 @@ class Models(ConfigurableResource):
     def activity(self):
         """The activity classifier (loaded once per process; a broken artifact fails loudly)."""
         return _activity_classifier(str(self.activity_model_path or activity_model_path()))
+
+    def vad(self):
+        """Silero VAD (ONNX, inside the silero-vad wheel)."""
+        return _vad()
 
     def transcriber(self):
         """Speech-to-text: the bundled Whisper tiny.en, or the configured Whisper or Parakeet."""

@@ -19,8 +19,10 @@ import binascii
 import hashlib
 import importlib.metadata
 import importlib.resources
+import io
 import math
 import struct
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -144,7 +146,17 @@ def decode_chunk(
     Channels are averaged; rates other than 16 kHz go through `scipy.signal.resample_poly`.
     Raises `AudioDecodeError`.
     """
-    raw = _base64_bytes(data_b64)
+    return decode_audio(_base64_bytes(data_b64), format=format, sample_rate=sample_rate, channels=channels,
+                        rules=rules)
+
+
+def decode_audio(
+    raw: bytes, *, format: str | None, sample_rate: int | None, channels: int | None, rules: VadRules = RULES,
+) -> tuple[np.ndarray, int]:
+    """`decode_chunk` of the bytes themselves (as the blob store keeps them)."""
+    raw = bytes(raw)
+    if not raw:
+        raise AudioDecodeError("invalid_audio", "no audio data (0 bytes)")
     name = format.strip().lower() if isinstance(format, str) and format.strip() else "wav"
     if raw[:4] == b"RIFF" and raw[8:12] == b"WAVE":
         frames, rate = _wav(raw)
@@ -282,6 +294,17 @@ def _resampled(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     return signal.resample_poly(samples, target // g, rate // g)
 
 
+def as_wav(pcm: bytes, sample_rate: int = 16_000) -> bytes:
+    """16-bit mono PCM as a WAV file (how segment audio is kept: any player opens it)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm)
+    return out.getvalue()
+
+
 def pcm16(samples: np.ndarray) -> bytes:
     """Float samples in [-1, 1] -> 16-bit little-endian PCM (clipped, rounded)."""
     scaled = np.clip(np.rint(np.asarray(samples, dtype=np.float64) * 32768.0), -32768, 32767)
@@ -381,6 +404,7 @@ class SileroVad:
 CHUNK_COLUMNS = (
     "window_start", "device_id", "recorded_at", "source_topic", "source_partition", "source_offset",
     "message_id", "data", "format", "sample_rate", "channels", "duration_ms", "file_id",
+    "audio_bytes",  # the chunk's bytes themselves, when the caller has them (else `data`, base64)
 )
 
 _TIME = "datetime64[us, UTC]"
@@ -537,8 +561,10 @@ def voice_segments(
         rows = by_device.get(device_id)
         for row in ([] if rows is None else rows[rows["recorded_at"].notna()].to_dict("records")):
             try:
-                samples, _ = decode_chunk(row["data"], format=row["format"], sample_rate=row["sample_rate"],
-                                          channels=row["channels"], rules=rules)
+                options = dict(format=row["format"], sample_rate=row["sample_rate"], channels=row["channels"],
+                               rules=rules)
+                samples, _ = (decode_audio(row["audio_bytes"], **options) if row.get("audio_bytes") is not None
+                              else decode_chunk(row["data"], **options))
             except AudioDecodeError as error:
                 errors.append(_error_row(window_start, row, error.error_type, str(error)))
                 continue

@@ -45,12 +45,14 @@ CHUNK_INTERVAL = {"network_events_enriched": WEEK, "network_events_location_corr
 RETENTION = {"network_events_enriched": timedelta(days=90), "network_events_location_correlated": timedelta(days=90),
              "motion_raw": WEEK, "motion_windows": WEEK, "motion_activities": WEEK,
              "audio_raw": WEEK, "screenshot_ocr_raw": WEEK, "camera_vision_raw": WEEK,
+             "audio_transcripts": timedelta(days=90),
              "location_georegions": timedelta(days=90), "location_geocoded": timedelta(days=90),
              "location_places": timedelta(days=365)}
 COMPRESS_AFTER = {"network_events_enriched": timedelta(days=30),
                   "network_events_location_correlated": timedelta(days=30),
                   "motion_raw": DAY, "motion_windows": DAY, "motion_activities": DAY,
-                  "audio_raw": DAY, "screenshot_ocr_raw": DAY, "camera_vision_raw": DAY}
+                  "audio_raw": DAY, "screenshot_ocr_raw": DAY, "camera_vision_raw": DAY,
+                  "audio_transcripts": timedelta(days=14)}
 SEGMENT_BY = {"processing_errors": "flow"}
 TIME_COLUMN = {"processing_errors": "window_start", "power_state_patterns": "window_start"}
 
