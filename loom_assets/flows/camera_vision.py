@@ -1,6 +1,15 @@
-"""Camera photos, kept in the blob store. This lands them; vision stages build on it."""
+"""Camera vision: photos (bytes in the blob store) → preprocessed (upright, size, blur) → faces →
+gaze; poses; monocular visual odometry (slam) chained across windows."""
 
-from loom_assets.flows.base import Flow
+import pandas as pd
+from dagster import AssetExecutionContext, RetryPolicy
+
+from loom_assets.flows.base import Flow, model_version
+from loom_assets.models.vision import model_versions
+from loom_assets.resources.blobs import BlobStore
+from loom_assets.resources.models import Models
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.stages import camera_vision as vision
 
 FLOW = Flow(
     name="camera_vision",
@@ -8,5 +17,60 @@ FLOW = Flow(
     description="Camera photos of each device (bytes in the blob store).",
     alert_error_rate=0.1,  # SPEC §1.9 image_preprocessing
 )
+RULES = vision.VisionRules()
+MODELS = model_versions()
+# Visual odometry continues from each camera's last keyframe, at most this far back.
+SLAM_LOOKBACK = pd.Timedelta(seconds=RULES.vo_max_gap_seconds)
 
 raw = FLOW.raw
+
+
+def _photos(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
+    """The raw rows with their image bytes from the blob store."""
+    return raw.assign(image_data=[blobs.get(uri) for uri in raw["image_data_uri"]]) if not raw.empty else raw
+
+
+@FLOW.stage(logic_version="1", rules_version=f"rules{RULES.version}",
+            retry=RetryPolicy(max_retries=2, delay=5))  # SPEC §1.9 image_preprocessing: 2 retries, 5 s
+def preprocessed(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
+    """Each photo upright (EXIF), its size, brightness and blur score (variance of the
+    Laplacian; blurred below the stated threshold), or why it did not decode."""
+    return vision.preprocessed_rows(_photos(raw, blobs), RULES)
+
+
+@FLOW.stage(logic_version="1", rules_version=f"{MODELS['faces']}-rules{RULES.version}",
+            retry=RetryPolicy(max_retries=2, delay=5))  # SPEC §1.9 face_detection: 2 retries, 5 s
+def faces(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
+    """Faces (MediaPipe, confidence ≥ 0.5, also on tiles for small faces): box and keypoints."""
+    return vision.face_rows(_photos(raw, blobs), models.vision().faces, RULES)
+
+
+@FLOW.stage(logic_version="1", rules_version=f"{MODELS['face_mesh']}-rules{RULES.version}",
+            retry=RetryPolicy(max_retries=1, delay=5))  # SPEC §1.9 gaze_detection: 1 retry, 5 s
+def gaze(raw: pd.DataFrame, faces: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
+    """Per face: iris centres, a 3-D gaze direction (head pose by solvePnP, eyes by the iris
+    offset), yaw and pitch, and whether the person looks at the camera."""
+    return vision.gaze_rows(_photos(raw, blobs), faces, models.vision().face_mesh, RULES)
+
+
+@FLOW.stage(logic_version="1", rules_version=f"{MODELS['pose']}-rules{RULES.version}",
+            retry=RetryPolicy(max_retries=1, delay=5))  # SPEC §1.9 pose_detection: 1 retry, 5 s
+def poses(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
+    """Body pose (MediaPipe Pose): 33 landmarks in pixels and in metres, with visibility."""
+    return vision.pose_rows(_photos(raw, blobs), models.vision().pose, RULES)
+
+
+@FLOW.stage(logic_version="1", rules_version=f"orb-rules{RULES.version}",
+            retry=RetryPolicy(max_retries=0, delay=0),  # SPEC §1.9 slam_processor: no retries
+            carries_state=True)
+def slam(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse, blobs: BlobStore) -> pd.DataFrame:
+    """Monocular visual odometry per camera: ORB features, essential matrix, the pose chained
+    from the camera's last keyframe (carried across windows); a photo that cannot be matched
+    starts a new chain."""
+    start = context.partition_time_window.start
+    previous = warehouse.query(
+        "SELECT * FROM camera_vision_slam WHERE window_start < %s AND recorded_at >= %s AND model_version = %s"
+        " ORDER BY recorded_at",
+        (start, start - SLAM_LOOKBACK - FLOW.window, model_version(context)),
+    )
+    return vision.slam_rows(_photos(raw, blobs), previous, RULES)

