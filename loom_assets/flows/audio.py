@@ -6,7 +6,7 @@ import importlib.metadata
 import pandas as pd
 from dagster import AssetExecutionContext, RetryPolicy
 
-from loom_assets.flows.base import Flow
+from loom_assets.flows.base import Flow, stage_errors
 from loom_assets.models.speech import WHISPER_DEFAULT, WHISPER_PACKAGE
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.models import Models
@@ -63,21 +63,10 @@ def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse:
             conn.execute("DELETE FROM audio_vad_carry WHERE window_start = %s", (window,))
             copy_frame(conn, "audio_vad_carry", carry)
         window += FLOW.window
-    warehouse.replace_errors(VAD_ERRORS, span.start, span.end, _error_rows(pd.concat(errors, ignore_index=True)))
+    warehouse.replace_errors(VAD_ERRORS, span.start, span.end, stage_errors(VAD_ERRORS, pd.concat(errors, ignore_index=True)))
     found = pd.concat(segments, ignore_index=True)
     uris = [blobs.put(audio.as_wav(bytes(pcm)), ".wav") for pcm in found["audio"]]
     return found.drop(columns=["audio"]).assign(audio_uri=pd.Series(uris, dtype="str"))
-
-
-def _error_rows(errors: pd.DataFrame) -> pd.DataFrame:
-    """The stage's error rows in `processing_errors`' shape (the original is the raw row's blob)."""
-    return pd.DataFrame({
-        "window_start": errors["window_start"], "flow": VAD_ERRORS, "source_topic": errors["source_topic"],
-        "source_partition": errors["source_partition"], "source_offset": errors["source_offset"],
-        "error_type": errors["error_type"], "error_message": errors["error_message"],
-        "original_key": None, "original_value": None, "original_size": 0,
-        "kafka_timestamp": errors["recorded_at"], "device_id": errors["device_id"],
-    })
 
 
 @FLOW.stage(
