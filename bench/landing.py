@@ -39,6 +39,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -223,17 +224,16 @@ def bare_landing(bootstrap: str, url: str, ends: dict[tuple[str, int], int], win
 
 
 # -- main ---------------------------------------------------------------------------------------
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--small-runs", type=int, default=5)
-    parser.add_argument("--profile", type=Path, default=None, help="also profile Loom's landing into this file")
-    args = parser.parse_args()
-    n = args.events
 
+
+@contextmanager
+def bench_services(prefix: str):
+    """A real Apache Kafka broker and an embedded PostgreSQL in a temporary folder, with Loom's
+    environment pointed at them (and a fresh Dagster instance); stopped and removed afterwards.
+    Yields (work folder, database URL, broker). Import Loom only inside the block."""
     from loom_assets.embedded.postgres import create_database, start_postgres
 
-    work = Path(tempfile.mkdtemp(prefix="loom-bench-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     broker = postgres = None
     try:
         t0 = time.monotonic()
@@ -251,7 +251,24 @@ def main() -> None:
             "LOOM_WINDOW_GRACE_SECONDS": "0",
         })
         print(f"services up in {time.monotonic() - t0:.1f}s (broker {broker.bootstrap_servers})", flush=True)
+        yield work, url, broker
+    finally:
+        if broker is not None:
+            broker.stop()
+        if postgres is not None:
+            postgres.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--small-runs", type=int, default=5)
+    parser.add_argument("--profile", type=Path, default=None, help="also profile Loom's landing into this file")
+    args = parser.parse_args()
+    n = args.events
+
+    with bench_services("loom-bench-") as (work, url, broker):
         # Loom itself is imported only now, with its environment in place.
         from dagster import AssetKey, DagsterInstance
 
@@ -362,12 +379,6 @@ def main() -> None:
             f"    bare phase         : peak {bare_rss:,.0f} MiB (+{bare_rss - bare_rss_start:,.0f} over {bare_rss_start:,.0f})\n"
             f"  rows                 : app_lifecycle_raw {landed}, {BARE_TABLE} {bare_rows}"
         )
-    finally:
-        if broker is not None:
-            broker.stop()
-        if postgres is not None:
-            postgres.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,8 @@ import math
 import os
 import random
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import wave
@@ -62,10 +60,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.landing import (  # noqa: E402 - needs the repository root on sys.path
+    bench_services,
     current_rss_mib,
     peak_rss_mib,
     reset_peak_rss,
-    start_broker,
 )
 
 RATE = 16_000
@@ -592,28 +590,8 @@ def main() -> None:
     parser.add_argument("--screenshots", type=int, default=10)
     args = parser.parse_args()
 
-    from loom_assets.embedded.postgres import create_database, start_postgres
-
-    work = Path(tempfile.mkdtemp(prefix="loom-bench-media-"))
-    broker = postgres = None
     began = time.monotonic()
-    try:
-        t0 = time.monotonic()
-        broker = start_broker(work)
-        postgres = start_postgres(work / "postgres")
-        url = create_database(postgres.uri, "loom_bench")
-        dagster_home = work / "dagster"
-        dagster_home.mkdir()
-        shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-        os.environ.update({
-            "DATABASE_URL": url,
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "DAGSTER_HOME": str(dagster_home),
-            "LOOM_HOME": str(work / "loom"),
-            "LOOM_WINDOW_GRACE_SECONDS": "0",
-        })
-        print(f"services up in {time.monotonic() - t0:.1f}s (broker {broker.bootstrap_servers})", flush=True)
-
+    with bench_services("loom-bench-media-") as (work, url, broker):
         # Loom itself is imported only now, with its environment in place.
         from dagster import DagsterInstance
 
@@ -638,12 +616,6 @@ def main() -> None:
         print(f"    {'end of run (ru_maxrss)':<26}: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
               f"  (clear_refs resets it too: the whole run's peak is the phases' max)")
         print(f"total bench time {time.monotonic() - began:.0f}s")
-    finally:
-        if broker is not None:
-            broker.stop()
-        if postgres is not None:
-            postgres.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

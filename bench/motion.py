@@ -43,13 +43,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import resource
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -63,11 +60,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.landing import (  # noqa: E402 - needs the repository root on sys.path
+    bench_services,
     count_rows,
     current_rss_mib,
     peak_rss_mib,
     reset_peak_rss,
-    start_broker,
 )
 
 TOPIC = "device.sensor.accelerometer.raw"
@@ -363,27 +360,7 @@ def main() -> None:
                         help="also profile a re-run of one window into this file")
     args = parser.parse_args()
 
-    from loom_assets.embedded.postgres import create_database, start_postgres
-
-    work = Path(tempfile.mkdtemp(prefix="loom-bench-motion-"))
-    broker = postgres = None
-    try:
-        t0 = time.monotonic()
-        broker = start_broker(work)
-        postgres = start_postgres(work / "postgres")
-        url = create_database(postgres.uri, "loom_bench")
-        dagster_home = work / "dagster"
-        dagster_home.mkdir()
-        shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-        os.environ.update({
-            "DATABASE_URL": url,
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "DAGSTER_HOME": str(dagster_home),
-            "LOOM_HOME": str(work / "loom"),
-            "LOOM_WINDOW_GRACE_SECONDS": "0",
-        })
-        print(f"services up in {time.monotonic() - t0:.1f}s (broker {broker.bootstrap_servers})", flush=True)
-
+    with bench_services("loom-bench-motion-") as (work, url, broker):
         # Loom itself is imported only now, with its environment in place.
         from dagster import DagsterInstance
 
@@ -549,12 +526,6 @@ def main() -> None:
         if abs(rows["windows"] - bare_window_count) > 2 * args.devices:
             problems.append(f"motion_windows {rows['windows']} far from the bare loop's {bare_window_count}")
         print("row checks: " + ("; ".join(problems) if problems else "ok"))
-    finally:
-        if broker is not None:
-            broker.stop()
-        if postgres is not None:
-            postgres.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
