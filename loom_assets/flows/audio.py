@@ -32,11 +32,6 @@ VAD_ERRORS = f"{FLOW.name}/voice_segments"
 raw = FLOW.raw
 
 
-def _chunks(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
-    """The raw rows with their audio bytes from the blob store."""
-    return raw.assign(audio_bytes=[blobs.get(uri) for uri in raw["data_uri"]]) if not raw.empty else raw
-
-
 @FLOW.stage(
     logic_version="1",
     rules_version=f"{VAD_VERSION}-rules{VAD_RULES.version}",
@@ -49,7 +44,7 @@ def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse:
     the blob store. Speech that runs across chunks and windows is one segment: each window
     continues the VAD stream the previous one left in `audio_vad_carry`."""
     span = context.partition_time_window
-    chunks = _chunks(raw, blobs)
+    chunks = blobs.attach(raw, "data_uri", "audio_bytes")
     carry = warehouse.query("SELECT * FROM audio_vad_carry WHERE window_start = %s", (span.start - FLOW.window,))
     segments, errors = [], []
     window = span.start
@@ -92,7 +87,7 @@ def environment(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataF
     """Indoor, outdoor, vehicle, crowd or quiet for every 10 s of a device's audio (YAMNet's
     AudioSet classes by stated lists), with the top AudioSet labels."""
     decoded = []
-    for row in _chunks(raw, blobs).itertuples(index=False):
+    for row in blobs.attach(raw, "data_uri", "audio_bytes").itertuples(index=False):
         try:
             samples, _ = audio.decode_audio(row.audio_bytes, format=row.format, sample_rate=row.sample_rate,
                                             channels=row.channels)

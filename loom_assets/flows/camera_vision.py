@@ -25,24 +25,19 @@ SLAM_LOOKBACK = pd.Timedelta(seconds=RULES.vo_max_gap_seconds)
 raw = FLOW.raw
 
 
-def _photos(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
-    """The raw rows with their image bytes from the blob store."""
-    return raw.assign(image_data=[blobs.get(uri) for uri in raw["image_data_uri"]]) if not raw.empty else raw
-
-
 @FLOW.stage(logic_version="1", rules_version=f"rules{RULES.version}",
             retry=RetryPolicy(max_retries=2, delay=5))  # SPEC §1.9 image_preprocessing: 2 retries, 5 s
 def preprocessed(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
     """Each photo upright (EXIF), its size, brightness and blur score (variance of the
     Laplacian; blurred below the stated threshold), or why it did not decode."""
-    return vision.preprocessed_rows(_photos(raw, blobs), RULES)
+    return vision.preprocessed_rows(blobs.attach(raw, "image_data_uri", "image_data"), RULES)
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{MODELS['faces']}-rules{RULES.version}",
             retry=RetryPolicy(max_retries=2, delay=5))  # SPEC §1.9 face_detection: 2 retries, 5 s
 def faces(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """Faces (MediaPipe, confidence ≥ 0.5, also on tiles for small faces): box and keypoints."""
-    return vision.face_rows(_photos(raw, blobs), models.vision().faces, RULES)
+    return vision.face_rows(blobs.attach(raw, "image_data_uri", "image_data"), models.vision().faces, RULES)
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{MODELS['face_mesh']}-rules{RULES.version}",
@@ -50,14 +45,14 @@ def faces(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
 def gaze(raw: pd.DataFrame, faces: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """Per face: iris centres, a 3-D gaze direction (head pose by solvePnP, eyes by the iris
     offset), yaw and pitch, and whether the person looks at the camera."""
-    return vision.gaze_rows(_photos(raw, blobs), faces, models.vision().face_mesh, RULES)
+    return vision.gaze_rows(blobs.attach(raw, "image_data_uri", "image_data"), faces, models.vision().face_mesh, RULES)
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{MODELS['pose']}-rules{RULES.version}",
             retry=RetryPolicy(max_retries=1, delay=5))  # SPEC §1.9 pose_detection: 1 retry, 5 s
 def poses(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """Body pose (MediaPipe Pose): 33 landmarks in pixels and in metres, with visibility."""
-    return vision.pose_rows(_photos(raw, blobs), models.vision().pose, RULES)
+    return vision.pose_rows(blobs.attach(raw, "image_data_uri", "image_data"), models.vision().pose, RULES)
 
 
 @FLOW.stage(logic_version="1", rules_version=f"orb-rules{RULES.version}",
@@ -73,4 +68,4 @@ def slam(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse
         " ORDER BY recorded_at",
         (start, start - SLAM_LOOKBACK - FLOW.window, model_version(context)),
     )
-    return vision.slam_rows(_photos(raw, blobs), previous, RULES)
+    return vision.slam_rows(blobs.attach(raw, "image_data_uri", "image_data"), previous, RULES)

@@ -36,7 +36,7 @@ def text(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse
     span = context.partition_time_window
     last = warehouse.last_rows("screenshot_ocr_text", before=span.start, per=("device_id",),
                                model_version=model_version(context))
-    shots = raw.assign(image_data=[blobs.get(uri) for uri in raw["image_data_uri"]]) if not raw.empty else raw
+    shots = blobs.attach(raw, "image_data_uri", "image_data")
     result = ocr.screenshot_text(shots, {row["device_id"]: row for row in last.to_dict("records")}, RULES)
     warehouse.replace_errors(OCR_ERRORS, span.start, span.end, stage_errors(OCR_ERRORS, result.errors))
     return result.rows

@@ -85,6 +85,10 @@ class BlobStore(ConfigurableResource):
                 removed += 1
         return removed
 
+    def attach(self, rows, uri_column: str, as_column: str):
+        """`rows` (a DataFrame) with the bytes of each row's blob in `as_column`."""
+        return rows.assign(**{as_column: [self.get(uri) for uri in rows[uri_column]]}) if not rows.empty else rows
+
     def all_uris(self) -> list[str]:
         """Every blob held (half-written ones excluded)."""
         base = self._path(self.root + "/sha256")
