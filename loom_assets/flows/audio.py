@@ -58,7 +58,8 @@ def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse:
             conn.execute("DELETE FROM audio_vad_carry WHERE window_start = %s", (window,))
             copy_frame(conn, "audio_vad_carry", carry)
         window += FLOW.window
-    warehouse.replace_errors(VAD_ERRORS, span.start, span.end, stage_errors(VAD_ERRORS, pd.concat(errors, ignore_index=True)))
+    failed = stage_errors(VAD_ERRORS, pd.concat(errors, ignore_index=True))
+    warehouse.replace_errors(VAD_ERRORS, span.start, span.end, failed)
     found = pd.concat(segments, ignore_index=True)
     uris = [blobs.put(audio.as_wav(bytes(pcm)), ".wav") for pcm in found["audio"]]
     return found.drop(columns=["audio"]).assign(audio_uri=pd.Series(uris, dtype="str"))
