@@ -5,7 +5,10 @@ from dagster import Definitions, json_console_logger
 from loom_assets.flows import (
     app_lifecycle,
     audio,
+    calendar,
     camera_vision,
+    email,
+    hackernews,
     location,
     motion,
     network_events,
@@ -26,7 +29,8 @@ from loom_assets.sensors.reprocessing import reprocess_schedule
 # Location first: power patterns, network correlation and motion activities read its fixes by
 # event time.
 FLOWS = (location.FLOW, motion.FLOW, app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW,
-         audio.FLOW, screenshot_ocr.FLOW, camera_vision.FLOW)
+         audio.FLOW, screenshot_ocr.FLOW, camera_vision.FLOW,
+         email.FLOW, calendar.FLOW, hackernews.FLOW)
 
 
 def flow_named(name: str):

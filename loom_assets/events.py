@@ -144,6 +144,21 @@ class ImageV1(Payload):
     file_size: int | None = Field(default=None, ge=0)
 
 
+# -- external.email.events.raw (SPEC §1.6, §2.3): whole RFC 822 messages from the email fetcher
+class EmailMessageV1(Payload):
+    """TODO(email): the fields of the email fetcher's messages and of Loom v2's (SPEC §2.3)."""
+
+
+# -- external.calendar.events.raw (SPEC §1.7, §2.3) ---------------------------------------------
+class CalendarEventV1(Payload):
+    """TODO(calendar): the fields of the calendar fetcher's events and of Loom v2's (SPEC §2.3)."""
+
+
+# -- external.hackernews.activity.raw (SPEC §1.8, §2.3) -----------------------------------------
+class HackerNewsItemV1(Payload):
+    """TODO(hackernews): the fields of the HN fetcher's items and of Loom v2's (SPEC §2.3)."""
+
+
 # topic -> {major version -> model}
 PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "os.events.app_lifecycle.raw": {1: AppLifecycleV1},
@@ -155,6 +170,9 @@ PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "device.audio.raw": {1: AudioChunkV1},
     "device.image.screenshot.raw": {1: ImageV1},
     "device.image.camera.raw": {1: ImageV1},
+    "external.email.events.raw": {1: EmailMessageV1},
+    "external.calendar.events.raw": {1: CalendarEventV1},
+    "external.hackernews.activity.raw": {1: HackerNewsItemV1},
 }
 
 # Aliases seen on the wire for the same field (SPEC §7.13/§7.14).

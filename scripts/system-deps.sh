@@ -2,7 +2,8 @@
 # Installs the system packages Loom's embedded services need, when they are missing:
 # a Java 17 runtime and Maven (Apache Kafka, resolved from Maven Central) and Node.js with npm
 # (TimescaleDB compiled to WASM, used by the tests of the hypertable path), tesseract with its
-# English data (screenshot OCR) and espeak-ng (the speech the audio tests are made of).
+# English data (screenshot OCR), espeak-ng (the speech the audio tests are made of) and Dovecot's
+# IMAP server (the email fetcher's tests run a real one on 127.0.0.1).
 set -euo pipefail
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
@@ -13,6 +14,7 @@ command -v tesseract >/dev/null || missing+=(tesseract-ocr)
 [ -e /usr/share/tesseract-ocr/5/tessdata/eng.traineddata ] || [ -e /usr/share/tesseract-ocr/4.00/tessdata/eng.traineddata ] \
   || missing+=(tesseract-ocr-eng)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${missing[*]} (install them, or run as root)" >&2
