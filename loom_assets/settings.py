@@ -61,6 +61,9 @@ class Settings:
     # Speech-to-text: empty for the bundled Whisper tiny.en; a CTranslate2 Whisper directory; or
     # Parakeet-TDT (the `parakeet` extra) as a `.nemo` path or an `nvidia/parakeet-…` model id.
     stt_model: str | None = field(default_factory=lambda: _env("LOOM_STT_MODEL", "") or None)
+    # Text embeddings: a sentence-transformers model directory (empty: the bundled
+    # all-MiniLM-L6-v2, 384 dimensions; another size needs its own embedding tables).
+    embedding_model: str | None = field(default_factory=lambda: _env("LOOM_EMBEDDING_MODEL", "") or None)
     # Tesseract languages for screenshot OCR, "+"-joined (eng, eng+deu, …); each needs its
     # tesseract-ocr-<lang> data installed.
     ocr_languages: str = field(default_factory=lambda: _env("LOOM_OCR_LANGUAGES", "eng"))

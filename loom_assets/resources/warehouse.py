@@ -25,6 +25,7 @@ from dagster import (
     TableSchema,
 )
 from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
+from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from loom_assets.settings import settings
@@ -225,6 +226,8 @@ def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame,
     if unknown:
         raise ValueError(f"{table} has no column(s) {unknown}; add them in a sql/ migration")
     ensure_partitions(conn, table, frame)
+    if any(columns[c][0].startswith("vector") for c in frame.columns):
+        register_vector(conn)  # pgvector's binary dumper for numpy arrays
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
     )

