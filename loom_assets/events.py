@@ -18,7 +18,16 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 ENVELOPE_COLUMNS = (
     "device_id",
@@ -144,6 +153,30 @@ class ImageV1(Payload):
     file_size: int | None = Field(default=None, ge=0)
 
 
+OptionalBase64Bytes = Annotated[bytes | None, BeforeValidator(lambda v: None if v is None else _base64(v))]
+
+
+class ScreenCaptureV1(Payload):
+    """`device.video.screen.raw`: a screenshot (the unified route sends `screenshot` here, SPEC
+    §2.2) or a screen recording (`video_data`, SPEC §3), exactly one of the two."""
+
+    image_data: OptionalBase64Bytes = Field(default=None, json_schema_extra=BLOB)
+    video_data: OptionalBase64Bytes = Field(default=None, json_schema_extra=BLOB)
+    format: str = "png"
+    width: int | None = Field(default=None, ge=0)
+    height: int | None = Field(default=None, ge=0)
+    camera_type: str | None = None
+    file_size: int | None = Field(default=None, ge=0)
+    duration: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    fps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def one_capture(self):
+        if (self.image_data is None) == (self.video_data is None):
+            raise ValueError("a screen capture has either image_data or video_data")
+        return self
+
+
 # -- external.email.events.raw (SPEC §1.6, §2.3): whole RFC 822 messages from the email fetcher
 class EmailMessageV1(Payload):
     """TODO(email): the fields of the email fetcher's messages and of Loom v2's (SPEC §2.3)."""
@@ -170,6 +203,7 @@ PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "device.audio.raw": {1: AudioChunkV1},
     "device.image.screenshot.raw": {1: ImageV1},
     "device.image.camera.raw": {1: ImageV1},
+    "device.video.screen.raw": {1: ScreenCaptureV1},
     "external.email.events.raw": {1: EmailMessageV1},
     "external.calendar.events.raw": {1: CalendarEventV1},
     "external.hackernews.activity.raw": {1: HackerNewsItemV1},

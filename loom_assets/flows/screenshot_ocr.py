@@ -12,8 +12,9 @@ from loom_assets.stages import screenshot_ocr as ocr
 
 FLOW = Flow(
     name="screenshot_ocr",
-    topics=("device.image.screenshot.raw",),
-    description="Screenshots of each device (bytes in the blob store).",
+    # Screenshots, and screen captures (screenshots or recordings) from the unified route.
+    topics=("device.image.screenshot.raw", "device.video.screen.raw"),
+    description="Screenshots and screen recordings of each device (bytes in the blob store).",
     alert_error_rate=0.1,  # SPEC §1.5 image_preprocessing
 )
 RULES = ocr.OcrRules(languages=settings().ocr_languages)
@@ -32,11 +33,12 @@ def text(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse
     """Each screenshot's text: preprocessed (≤ 2048 px, grayscale, 2× for small text, dark
     panels inverted), OCRed by tesseract (words ≥ 0.6 confidence with boxes), merged into
     headings, paragraphs and list items, with its URLs, emails, dates and phone numbers. A
-    screenshot whose hash equals the device's previous one takes that one's text."""
+    screenshot whose hash equals the device's previous one takes that one's text. A screen
+    recording is read a frame every 2 s, each frame a screenshot of its own."""
     span = context.partition_time_window
     last = warehouse.last_rows("screenshot_ocr_text", before=span.start, per=("device_id",),
                                model_version=model_version(context))
-    shots = blobs.attach(raw, "image_data_uri", "image_data")
+    shots = blobs.attach(blobs.attach(raw, "image_data_uri", "image_data"), "video_data_uri", "video_data")
     result = ocr.screenshot_text(shots, {row["device_id"]: row for row in last.to_dict("records")}, RULES)
     warehouse.replace_errors(OCR_ERRORS, span.start, span.end, stage_errors(OCR_ERRORS, result.errors))
     return result.rows

@@ -8,10 +8,10 @@ no table row refers to any more (`unreferenced`, run by the housekeeping job).
 """
 
 import hashlib
-from datetime import UTC, datetime, timedelta
 import posixpath
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import fsspec
@@ -87,7 +87,9 @@ class BlobStore(ConfigurableResource):
 
     def attach(self, rows, uri_column: str, as_column: str):
         """`rows` (a DataFrame) with the bytes of each row's blob in `as_column`."""
-        return rows.assign(**{as_column: [self.get(uri) for uri in rows[uri_column]]}) if not rows.empty else rows
+        if rows.empty:
+            return rows
+        return rows.assign(**{as_column: [self.get(uri) if isinstance(uri, str) else None for uri in rows[uri_column]]})
 
     def all_uris(self) -> list[str]:
         """Every blob held (half-written ones excluded)."""

@@ -24,9 +24,10 @@ import io
 import math
 import re
 import statistics
+import tempfile
 import unicodedata
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -64,6 +65,11 @@ class OcrRules:
     # binarisation, which a linear stretch would not change; convert_format: the page goes to
     # tesseract as an uncompressed BMP (lossless, and no PNG encode).
     max_side: int = 2048
+    # Screen recordings (`device.video.screen.raw`): one frame every 2 s is read like a
+    # screenshot (a UI changes in steps; the near-duplicate check below skips the frames in
+    # between that did not change), at most 300 frames (10 minutes) per recording.
+    video_frame_seconds: float = 2.0
+    max_video_frames: int = 300
     # Upscale 2x (cubic) when the median height of the glyph-sized connected components of the
     # binarised page (<= 2048 px) is under 12 px. Those components are mostly lower-case letters,
     # so the median is about the x-height: ~9 px for the 13-16 px UI fonts of a 1x display,
@@ -153,7 +159,7 @@ class OcrRules:
 
 # -- row layouts ----------------------------------------------------------------------------------
 RAW_COLUMNS = ("window_start", "device_id", "recorded_at", "source_topic", "source_partition",
-               "source_offset", "message_id", "image_data", "format", "width", "height")
+               "source_offset", "message_id", "image_data", "video_data", "format", "width", "height")
 
 _TIME = "datetime64[us, UTC]"
 _HEAD: dict[str, str] = {
@@ -168,6 +174,7 @@ _HEAD: dict[str, str] = {
 
 OCR_DTYPES: dict[str, str] = {
     **_HEAD,
+    "frame_seconds": "float64",    # real: the frame's time in a screen recording; NULL for a screenshot
     "width": "Int64",              # integer: upright decoded image (after EXIF rotation)
     "height": "Int64",             # integer
     "dhash": "Int64",              # bigint: 64-bit dHash as a signed two's-complement integer
@@ -185,7 +192,7 @@ OCR_DTYPES: dict[str, str] = {
 
 OCR_ERROR_DTYPES: dict[str, str] = {
     **_HEAD,
-    "error_type": "str",           # text: invalid_base64 | empty_image | invalid_image | truncated_image | image_too_large | ocr_failed | ocr_timeout
+    "error_type": "str",           # text: invalid_base64 | empty_image | invalid_image | truncated_image | image_too_large | invalid_video | ocr_failed | ocr_timeout
     "error_message": "str",        # text
 }
 
@@ -877,6 +884,56 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
+def screen_frames(video: bytes, rules: OcrRules = OcrRules()) -> list[tuple[float, np.ndarray]]:
+    """A screen recording's frames every `video_frame_seconds`: (seconds, upright RGB). OpenCV's
+    FFmpeg reads from a file, so the bytes go through a temporary one. Raises ImageDecodeError
+    (`invalid_video`) when no frame can be read."""
+    with tempfile.NamedTemporaryFile(suffix=".video") as file:
+        file.write(video)
+        file.flush()
+        capture = cv2.VideoCapture(file.name)
+        try:
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            step = max(1, round(fps * rules.video_frame_seconds)) if fps and math.isfinite(fps) else 1
+            frames, index = [], 0
+            while len(frames) < rules.max_video_frames:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                if index % step == 0:
+                    if bgr.shape[0] * bgr.shape[1] > rules.max_pixels:
+                        raise ImageDecodeError("image_too_large", f"{bgr.shape[1]}x{bgr.shape[0]} video frames")
+                    frames.append((index / fps if fps else float(index), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+                index += 1
+        finally:
+            capture.release()
+    if not frames:
+        raise ImageDecodeError("invalid_video", f"no frame could be read from {len(video)} bytes")
+    return frames
+
+
+def _captures(frame: pd.DataFrame, rules: OcrRules) -> Iterator[tuple[dict, np.ndarray | ImageDecodeError]]:
+    """Each screenshot, and each sampled frame of each screen recording (its own message id and
+    time), with its image or why it has none."""
+    for record in frame.to_dict("records"):
+        video = record.get("video_data")
+        if _is_missing(video):
+            try:
+                yield record, decode_image(record.get("image_data"), rules.max_pixels)
+            except ImageDecodeError as error:
+                yield record, error
+            continue
+        try:
+            frames = screen_frames(bytes(video), rules)
+        except ImageDecodeError as error:
+            yield record, error
+            continue
+        for seconds, image in frames:
+            yield {**record, "frame_seconds": seconds,
+                   "recorded_at": record["recorded_at"] + pd.Timedelta(seconds=seconds),
+                   "message_id": f"{record.get('message_id')}@{seconds:.1f}s"}, image
+
+
 def screenshot_text(raw: pd.DataFrame | None, last_by_device: Mapping[str, Mapping[str, Any]] | None,
                     rules: OcrRules = OcrRules()) -> OcrResult:
     """One window of raw screenshots (`RAW_COLUMNS`) -> OCR rows and error rows.
@@ -903,17 +960,16 @@ def screenshot_text(raw: pd.DataFrame | None, last_by_device: Mapping[str, Mappi
             last[device] = {**{c: row.get(c) for c in _COPIED}, "dhash": int(row["dhash"]), "message_id": root}
     rows, errors = [], []
     checked = False
-    for record in frame.to_dict("records"):
+    for record, image in _captures(frame, rules):
         head = {c: record.get(c) for c in _HEAD}
-        try:
-            image = decode_image(record.get("image_data"), rules.max_pixels)
-        except ImageDecodeError as error:
-            errors.append({**head, "error_type": error.error_type, "error_message": error.message})
+        if isinstance(image, ImageDecodeError):
+            errors.append({**head, "error_type": image.error_type, "error_message": image.message})
             continue
         hash_ = signed64(dhash(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)))
         device = record.get("device_id")
         previous = last.get(device)
-        out = {**head, "width": image.shape[1], "height": image.shape[0], "dhash": hash_}
+        out = {**head, "frame_seconds": record.get("frame_seconds"),
+               "width": image.shape[1], "height": image.shape[0], "dhash": hash_}
         if (rules.skip_near_duplicates and previous is not None
                 and near_duplicate(previous["dhash"], hash_, rules)):
             rows.append({**out, "duplicate_of": previous["message_id"], **{c: previous[c] for c in _COPIED}})

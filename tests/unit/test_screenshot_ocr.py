@@ -11,11 +11,14 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+from pydantic import ValidationError
 
+from loom_assets.events import ScreenCaptureV1
 from loom_assets.stages import screenshot_ocr as so
 from loom_assets.stages.screenshot_ocr import ImageDecodeError, OcrRules
 
@@ -504,3 +507,36 @@ def test_a_language_that_is_not_installed_fails_the_run():
     with pytest.raises(ValueError, match="klingon"):
         so.screenshot_text(raw, {}, OcrRules(languages="eng+klingon"))
     assert so.missing_languages(RULES) == []
+
+
+# -- screen recordings (device.video.screen.raw) ---------------------------------------------------
+def _recording(path, seconds: int, fps: int = 5) -> bytes:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (320, 240))
+    for i in range(seconds * fps):
+        writer.write(np.full((240, 320, 3), i * 3 % 256, dtype=np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+def test_screen_frames_samples_every_two_seconds_up_to_the_cap(tmp_path):
+    video = _recording(tmp_path / "a.avi", seconds=7)
+    frames = so.screen_frames(video)
+    assert [s for s, _ in frames] == [0.0, 2.0, 4.0, 6.0]
+    assert frames[1][1].shape == (240, 320, 3)
+    capped = so.screen_frames(video, OcrRules(max_video_frames=2))
+    assert [s for s, _ in capped] == [0.0, 2.0]
+
+
+def test_bytes_that_are_no_video_are_an_invalid_video():
+    with pytest.raises(ImageDecodeError) as error:
+        so.screen_frames(b"RIFF....AVI not really")
+    assert error.value.error_type == "invalid_video"
+
+
+def test_a_screen_capture_is_a_screenshot_or_a_recording_not_both():
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n....").decode()
+    assert ScreenCaptureV1.model_validate({"image_data": image}).video_data is None
+    assert ScreenCaptureV1.model_validate({"video_data": image, "fps": 30}).image_data is None
+    for fields in ({}, {"image_data": image, "video_data": image}):
+        with pytest.raises(ValidationError, match="either image_data or video_data"):
+            ScreenCaptureV1.model_validate(fields)
