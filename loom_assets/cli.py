@@ -1,4 +1,4 @@
-"""The `loom` command: dev, replay, process, status, reprocess, topics, migrate."""
+"""The `loom` command: dev, replay, process, fetch, search, status, reprocess, topics, migrate."""
 
 import json
 import os
@@ -28,6 +28,11 @@ TOPIC_RETENTION_DAYS = {
     "device.audio.raw": 7,
     "device.image.screenshot.raw": 7,
     "device.image.camera.raw": 7,
+    "device.video.screen.raw": 7,
+    # What the fetchers publish can be fetched again; a month of log is plenty to reprocess.
+    "external.email.events.raw": 30,
+    "external.calendar.events.raw": 30,
+    "external.hackernews.activity.raw": 30,
 }
 ERROR_TOPIC_RETENTION_DAYS = 7
 DEFAULT_PARTITIONS = 3
@@ -120,6 +125,21 @@ def process(flow_name: str | None, through_now: bool, max_rounds: int) -> None:
         _die(f"Kafka is unavailable ({settings().kafka_bootstrap_servers}): {error}")
     if not ok:
         _die("some runs failed (see the Dagster run logs)")
+
+
+@main.command()
+@click.argument("source")
+def fetch(source: str) -> None:
+    """Run one fetcher now (email, calendar, hackernews) for every configured account: what it
+    finds goes to its Kafka topic, for `loom process` or the sensors to pick up."""
+    fetchers = {job.name.removesuffix("_fetch"): job for job in _defs().defs.resolve_all_job_defs()
+                if job.name.endswith("_fetch")}
+    if source not in fetchers:
+        _die(f"no fetcher {source!r}; fetchers: {', '.join(sorted(fetchers))}")
+    result = fetchers[source].execute_in_process(instance=_instance(), raise_on_error=False)
+    if not result.success:
+        _die(f"the {source} fetch failed (see the Dagster run logs)")
+    click.echo(f"{source}: fetched")
 
 
 @main.command()
