@@ -16,5 +16,6 @@ SELECT loom_create_photo_table('camera_vision_object_hashes', $cols$
     phash        bigint NOT NULL,
     track_id     text NOT NULL,
     is_new_track boolean NOT NULL,
-    similarity   real
+    similarity   real,
+    crop_uri     text  -- the object's thumbnail in the blob store, faces blurred
 $cols$);

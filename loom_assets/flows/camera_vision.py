@@ -49,18 +49,21 @@ def objects(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame
 @FLOW.stage(logic_version="1", rules_version=f"{OBJECT_MODEL}-rules{RULES.version}",
             retry=RetryPolicy(max_retries=2, delay=2),  # SPEC §1.9 object_hashing: 2 retries, 2 s
             carries_state=True)
-def object_hashes(context: AssetExecutionContext, raw: pd.DataFrame, objects: pd.DataFrame,
+def object_hashes(context: AssetExecutionContext, raw: pd.DataFrame, objects: pd.DataFrame, faces: pd.DataFrame,
                   warehouse: Warehouse, blobs: BlobStore) -> pd.DataFrame:
     """A 64-bit pHash of each object's crop and a track id: an object continues the most similar
     (≥ 0.85) track of its label on the same camera seen in the last 10 min (carried across
-    windows), else starts one."""
+    windows), else starts one. The crop is stored as a thumbnail (`crop_uri`), faces blurred."""
     start = context.partition_time_window.start
     previous = warehouse.query(
         "SELECT * FROM camera_vision_object_hashes WHERE window_start < %s AND recorded_at >= %s"
         " AND model_version = %s ORDER BY recorded_at",
         (start, start - TRACK_LOOKBACK - FLOW.window, model_version(context)),
     )
-    return vision.object_hash_rows(blobs.attach(raw, "image_data_uri", "image_data"), objects, previous, RULES)
+    rows = vision.object_hash_rows(blobs.attach(raw, "image_data_uri", "image_data"), objects, previous, RULES,
+                                   faces)
+    return rows.drop(columns=["crop"]).assign(crop_uri=pd.Series([blobs.put(c, ".jpg") for c in rows["crop"]],
+                                                                 dtype="str", index=rows.index))
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{MODELS['faces']}-rules{RULES.version}",

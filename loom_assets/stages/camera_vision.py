@@ -104,6 +104,9 @@ class VisionRules:
     # sigma is a quarter of the box's longer side, enough to remove identity at any face size.
     blur_stored_faces: bool = True
     face_blur_sigma_fraction: float = 0.25
+    # Object crops are kept as thumbnails (what a track looked like), not at full resolution.
+    crop_max_side: int = 256
+    crop_jpeg_quality: int = 85
 
     # -- visual odometry (SPEC §1.9 S7: monocular) --
     vo_max_side: int = 1024              # VO runs on <= 1024 px: ORB keypoints and parallax in these px
@@ -179,6 +182,9 @@ OBJECT_HASH_DTYPES: dict[str, str] = {
     "track_id": "str",                 # text NOT NULL: "<device_id>-<first seen, epoch ms>-<object_index>"
     "is_new_track": "boolean",         # boolean
     "similarity": "float64",           # real: to the track's last hash; NULL for a new track
+    # The object's crop as JPEG (≤ crop_max_side px, faces blurred when blur_stored_faces); the
+    # flow stores it in the blob store and keeps `crop_uri`.
+    "crop": "object",
 }
 
 FACE_DTYPES: dict[str, str] = {
@@ -950,9 +956,30 @@ def object_rows(raw: pd.DataFrame, detector: ObjectDetector, rules: VisionRules)
     return typed_frame(rows, OBJECT_DTYPES)
 
 
+def object_crop(frame: np.ndarray, box: Sequence[float], face_boxes: Sequence[Sequence[float]],
+                rules: VisionRules) -> bytes:
+    """The JPEG thumbnail of one (x, y, w, h) box of an RGB frame, with the faces in it blurred
+    when `rules.blur_stored_faces` (face boxes in the same pixels as `box`)."""
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1])))
+    x1, y1 = min(w, max(x0 + 1, int(math.ceil(box[0] + box[2])))), min(h, max(y0 + 1, int(math.ceil(box[1] + box[3]))))
+    crop = frame[y0:y1, x0:x1]
+    if rules.blur_stored_faces and len(face_boxes):
+        crop = blur_faces(crop, [(fx - x0, fy - y0, fw, fh) for fx, fy, fw, fh in face_boxes], rules)
+    scale = min(1.0, rules.crop_max_side / max(crop.shape[:2]))
+    if scale < 1.0:
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, rules.crop_jpeg_quality])
+    if not ok:
+        raise ValueError(f"could not encode a {crop.shape} crop")
+    return jpeg.tobytes()
+
+
 def object_hash_rows(raw: pd.DataFrame, objects: pd.DataFrame, previous: pd.DataFrame | None,
-                     rules: VisionRules) -> pd.DataFrame:
-    """A pHash per object and a track id (`OBJECT_HASH_DTYPES`).
+                     rules: VisionRules, faces: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A pHash per object, a track id and the object's crop (`OBJECT_HASH_DTYPES`); faces
+    (`FACE_DTYPES` rows of the same photos) are blurred in the crops.
 
     An object continues the track, of the same label on the same device and camera, whose last
     hash is most similar (>= rules.object_hash_similarity) among tracks seen in the
@@ -973,6 +1000,10 @@ def object_hash_rows(raw: pd.DataFrame, objects: pd.DataFrame, previous: pd.Data
             tracks.setdefault((row.device_id, _camera(row.camera_type)), {})[row.track_id] = (
                 row.label, _unsigned64(int(row.phash)), row.recorded_at)
     memory = pd.Timedelta(seconds=rules.track_memory_seconds)
+    face_boxes: dict[tuple[str, pd.Timestamp], list[tuple[float, float, float, float]]] = {}
+    found = with_columns(faces, FACE_DTYPES)
+    for face in found.assign(recorded_at=utc(found["recorded_at"])).itertuples(index=False) if not found.empty else ():
+        face_boxes.setdefault((face.device_id, face.recorded_at), []).append((face.x, face.y, face.w, face.h))
     rows = []
     for photo in _photos(raw, rules, only=by_photo.keys()):
         boxes = by_photo.get((photo.head["device_id"], photo.head["recorded_at"]))
@@ -981,7 +1012,10 @@ def object_hash_rows(raw: pd.DataFrame, objects: pd.DataFrame, previous: pd.Data
         at = photo.head["recorded_at"]
         known = tracks.setdefault((photo.head["device_id"], photo.head["camera_type"]), {})
         s = photo.scale
-        hashes = object_hashes(photo.frame, [(r.x * s, r.y * s, r.w * s, r.h * s) for r in boxes.itertuples()])
+        scaled = [(r.x * s, r.y * s, r.w * s, r.h * s) for r in boxes.itertuples()]
+        hashes = object_hashes(photo.frame, scaled)
+        in_photo = face_boxes.get((photo.head["device_id"], at), [])
+        face_px = [(x * s, y * s, w * s, h * s) for x, y, w, h in in_photo]
         assigned: list[tuple[str | None, float]] = [(None, math.nan)] * len(hashes)
         labels = list(boxes["label"])
         for label in dict.fromkeys(labels):
@@ -990,7 +1024,7 @@ def object_hash_rows(raw: pd.DataFrame, objects: pd.DataFrame, previous: pd.Data
             for i, match in zip(idx, match_objects(candidates, [hashes[i] for i in idx], rules)):
                 assigned[i] = match
         epoch_ms = int((at - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1))
-        for box, value, (track, similarity) in zip(boxes.itertuples(), hashes, assigned):
+        for box, scaled_box, value, (track, similarity) in zip(boxes.itertuples(), scaled, hashes, assigned):
             if value is None:
                 continue
             new = track is None
@@ -998,7 +1032,8 @@ def object_hash_rows(raw: pd.DataFrame, objects: pd.DataFrame, previous: pd.Data
             known[track] = (box.label, value, at)
             rows.append({**photo.head, "object_index": int(box.object_index), "label": box.label,
                          "phash": _signed64(value), "track_id": track, "is_new_track": new,
-                         "similarity": None if new else similarity})
+                         "similarity": None if new else similarity,
+                         "crop": object_crop(photo.frame, scaled_box, face_px, rules)})
     return typed_frame(rows, OBJECT_HASH_DTYPES)
 
 

@@ -8,13 +8,13 @@ import io
 import os
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from PIL import Image
-import numpy as np
 from skimage import data
 
+from loom_assets.resources.blobs import BlobStore
 from tests.conftest import CACHE
-
 from tests.integration.test_spine import flat, invoke, produce, table
 
 pytestmark = pytest.mark.integration
@@ -72,3 +72,6 @@ def test_photos_give_objects_faces_gaze_poses_and_odometry(loom_env):
     assert hashes["label"].tolist() == ["person", "cup", "cup"]
     assert hashes["is_new_track"].tolist() == [True, True, False]
     assert hashes["track_id"].iloc[2] == hashes["track_id"].iloc[1] and hashes["similarity"].iloc[2] >= 0.85
+    # each object's thumbnail is in the blob store (the astronaut's face blurred in hers)
+    crops = [Image.open(io.BytesIO(BlobStore().get(uri))) for uri in hashes["crop_uri"]]
+    assert [c.format for c in crops] == ["JPEG"] * 3 and max(max(c.size) for c in crops) <= 256

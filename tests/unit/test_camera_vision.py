@@ -321,6 +321,31 @@ def test_objects_keep_their_track_across_photos_and_windows(models):
     assert other["is_new_track"].all()
 
 
+def test_stored_object_crops_are_thumbnails_with_the_faces_blurred(models):
+    raw = raw_rows([data.astronaut()])
+    faces = cv.face_rows(raw, models.faces, RULES)
+    assert len(faces) == 1
+    face = faces.iloc[0]
+    # an object box around the head and shoulders, with the face inside it
+    box = (face.x - 60, face.y - 40, face.w + 120, face.h + 200)
+    objects = cv.typed_frame([{**raw.iloc[0][list(cv._HEAD)].to_dict(), "object_index": 0, "label": "person",
+                               "confidence": 0.9, "x": box[0], "y": box[1], "w": box[2], "h": box[3]}],
+                             cv.OBJECT_DTYPES)
+
+    def face_sharpness(rules, with_faces):
+        [crop] = cv.object_hash_rows(raw, objects, None, rules, faces if with_faces else None)["crop"]
+        image = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert max(image.shape) <= rules.crop_max_side
+        s = image.shape[1] / box[2]  # crop px per photo px
+        x0, y0 = round((face.x - box[0]) * s), round((face.y - box[1]) * s)
+        patch = image[y0:y0 + round(face.h * s), x0:x0 + round(face.w * s)]
+        return cv2.Laplacian(patch, cv2.CV_64F).var()
+
+    sharp = face_sharpness(RULES, with_faces=False)
+    assert face_sharpness(RULES, with_faces=True) < sharp / 5
+    assert face_sharpness(cv.VisionRules(blur_stored_faces=False), with_faces=True) == pytest.approx(sharp)
+
+
 # -- visual odometry ------------------------------------------------------------------------------
 def yaw(degrees: float) -> np.ndarray:
     a = math.radians(degrees)
