@@ -179,17 +179,116 @@ class ScreenCaptureV1(Payload):
 
 # -- external.email.events.raw (SPEC §1.6, §2.3): whole RFC 822 messages from the email fetcher
 class EmailMessageV1(Payload):
-    """TODO(email): the fields of the email fetcher's messages and of Loom v2's (SPEC §2.3)."""
+    """One email. Loom's fetcher sends the whole message (`raw_message`, base64 of the exact
+    RFC 822 bytes, kept as bytea) and where it was found; Loom v2's email fetcher sends the
+    fields it extracted (subject, sender, receiver, body, …; SPEC §2.3) and no raw bytes."""
+
+    raw_message: Base64Bytes | None = Field(default=None, validation_alias=AliasChoices("raw_message", "rfc822"))
+    account: str | None = Field(default=None, validation_alias=AliasChoices("account", "source_account"))
+    account_name: str | None = None
+    account_index: int | None = None
+    folder: str | None = None
+    uid: int | None = Field(default=None, ge=1)          # IMAP UID (32-bit unsigned)
+    uidvalidity: int | None = Field(default=None, ge=1)
+    flags: list[str] | None = None
+    internal_date: datetime | None = None               # when the server received it
+    size: int | None = Field(default=None, ge=0)         # RFC822.SIZE of the original
+    gmail_thread_id: str | None = None                  # X-GM-THRID
+    gmail_labels: list[str] | None = None               # X-GM-LABELS
+    attachments: list[dict[str, Any]] | None = None     # [{filename, content_type, size}]
+    # Loom v2's email fetcher (SPEC §2.3)
+    email_id: str | None = None
+    content_hash: str | None = None
+    # The Message-ID header (Loom v2 names it `message_id`, the envelope's name for Loom's own id).
+    header_message_id: str | None = Field(default=None,
+                                          validation_alias=AliasChoices("header_message_id", "message_id"))
+    subject: str | None = None
+    sender: str | None = None
+    receiver: str | None = None
+    date_received: str | None = None                    # Loom v2: naive local time, as sent
+    body: str | None = None
+    seen: bool | None = None
+
+    @model_validator(mode="after")
+    def _has_a_message(self):
+        if self.raw_message is None and not any((self.subject, self.sender, self.body)):
+            raise ValueError("an email needs raw_message, or Loom v2's subject/sender/body")
+        return self
 
 
 # -- external.calendar.events.raw (SPEC §1.7, §2.3) ---------------------------------------------
 class CalendarEventV1(Payload):
-    """TODO(calendar): the fields of the calendar fetcher's events and of Loom v2's (SPEC §2.3)."""
+    """One occurrence of a calendar event (a recurring event arrives once per occurrence), from
+    Loom's calendar fetcher or Loom v2's (SPEC §2.3: `summary`, `source_calendar`, attendees as
+    bare emails, no status). The same `event_id` again is a newer version of that occurrence."""
+
+    event_id: str = Field(min_length=1)
+    uid: str | None = None
+    # The occurrence's original start (RECURRENCE-ID): a moved occurrence keeps its event_id.
+    recurrence_id: datetime | None = None
+    calendar_id: str | None = None
+    calendar_name: str | None = Field(default=None, validation_alias=AliasChoices("calendar_name", "source_calendar"))
+    account_name: str | None = None
+    owner_email: str | None = None  # whose calendar: declined invitations and meeting types need it
+    source_url: str | None = None
+    title: str | None = Field(default=None, validation_alias=AliasChoices("title", "summary"))
+    description: str | None = None
+    location: str | None = None
+    start_time: datetime
+    end_time: datetime | None = None
+    all_day: bool = False
+    timezone: str | None = None  # the event's own time zone (IANA name, or a "+01:00" offset)
+    recurring_rule: str | None = Field(default=None, validation_alias=AliasChoices("recurring_rule", "rrule"))
+    status: Annotated[str, StringConstraints(to_lower=True)] | None = None  # confirmed | tentative | cancelled | declined
+    organizer: str | None = Field(default=None, validation_alias=AliasChoices("organizer", "organizer_email"))
+    # [{email, name, partstat, role, cutype}] from Loom's fetcher; bare emails from Loom v2's.
+    attendees: list[dict[str, Any] | str] | None = None
+    sequence: int | None = None
+    last_modified: datetime | None = None
+    gps_point: str | None = None  # Loom v2's own Nominatim lookup, "POINT(lon lat)"
+    content_hash: str | None = None
+
+    @model_validator(mode="after")
+    def times_in_utc(self):
+        # Naive times (Loom v2's CalDAV path, floating iCalendar times) are UTC (SPEC §2.1).
+        for name in ("start_time", "end_time", "recurrence_id", "last_modified"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC))
+        if self.end_time is not None and self.end_time < self.start_time:
+            raise ValueError("end_time is before start_time")
+        return self
 
 
 # -- external.hackernews.activity.raw (SPEC §1.8, §2.3) -----------------------------------------
+# Loom v2's hackernews-fetcher names the interaction in `type` (SPEC §2.3).
+_HN_INTERACTIONS = {"liked_story": "favorite", "submitted_story": "submission"}
+
+
+def _hn_interaction(value: Any) -> Any:
+    return _HN_INTERACTIONS.get(value, value) if isinstance(value, str) else value
+
+
 class HackerNewsItemV1(Payload):
-    """TODO(hackernews): the fields of the HN fetcher's items and of Loom v2's (SPEC §2.3)."""
+    """A Hacker News item a user favorited or submitted. Loom's fetcher sends the item's API
+    fields under these names plus `kids` (for the top comments); Loom v2's sends `story_id`,
+    `type` liked_story|submitted_story, `author`, `comment_count`, `url`, `title`, `score`."""
+
+    item_id: int = Field(gt=0, validation_alias=AliasChoices("item_id", "story_id", "id"))
+    interaction_type: Annotated[Literal["favorite", "submission"], BeforeValidator(_hn_interaction)] = Field(
+        validation_alias=AliasChoices("interaction_type", "type"))
+    item_type: str = "story"  # the API's `type`: story, poll or job (Loom v2 sends stories only)
+    username: str | None = None  # whose favorite or submission (Loom v2 does not say)
+    title: str | None = None
+    url: str | None = None  # none for Ask HN and other text posts
+    text: str | None = None  # the post's own text, HTML as the API gives it
+    author: str | None = Field(default=None, validation_alias=AliasChoices("author", "by"))
+    score: int | None = None
+    comment_count: int | None = Field(default=None,
+                                      validation_alias=AliasChoices("comment_count", "comments_count", "descendants"))
+    kids: list[int] | None = None  # ids of the direct replies, in the site's ranking order
+    created_at: datetime | None = Field(default=None, validation_alias=AliasChoices("created_at", "time"))
+    interacted_at: datetime | None = None  # when the fetcher first saw the favorite or submission
 
 
 # topic -> {major version -> model}
@@ -208,6 +307,10 @@ PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "external.calendar.events.raw": {1: CalendarEventV1},
     "external.hackernews.activity.raw": {1: HackerNewsItemV1},
 }
+
+# Topics whose Loom v2 producers set no device (SPEC §2.3: the hackernews-fetcher sends
+# `device_id: null`): their records get this device id instead of a missing_device_id error.
+DEFAULT_DEVICE_IDS = {"external.hackernews.activity.raw": "hackernews"}
 
 # Aliases seen on the wire for the same field (SPEC §7.13/§7.14).
 _FIELD_ALIASES = {"security_type": "security", "bearing": "heading"}
@@ -311,7 +414,7 @@ def decode(
     if nested and body.get("metadata") and "metadata" not in fields:
         fields["metadata"] = body["metadata"]
 
-    device_id = body.get("device_id") or fields.get("device_id")
+    device_id = body.get("device_id") or fields.get("device_id") or DEFAULT_DEVICE_IDS.get(topic)
     if not isinstance(device_id, str) or not device_id.strip():
         raise InvalidMessage("missing_device_id", "device_id is missing or not a string")
     try:

@@ -1,12 +1,64 @@
 """Email: the email fetcher (IMAP) publishes whole messages → messages → embeddings."""
 
-from loom_assets.flows.base import Flow
+import pandas as pd
+from dagster import AssetExecutionContext, RetryPolicy
+
+from loom_assets.fetchers import email as email_fetcher
+from loom_assets.fetchers.base import fetcher
+from loom_assets.flows.base import Flow, stage_errors
+from loom_assets.models.embeddings import embedder_version
+from loom_assets.resources.models import Models
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.settings import settings
+from loom_assets.stages import email
+from loom_assets.stages.embeddings import embedding_rows
 
 FLOW = Flow(
     name="email",
-    topics=("external.email.events.raw",),
+    topics=(email_fetcher.TOPIC,),
     description="Email messages fetched over IMAP (INBOX and Sent) by the email fetcher.",
     alert_error_rate=0.1,  # SPEC §1.6 email_parser
 )
+MESSAGE_ERRORS = f"{FLOW.name}/messages"
+
+FETCH_JOB, FETCH_SCHEDULE = fetcher(
+    "email", email_fetcher.TOPIC, email_fetcher.accounts, email_fetcher.fetch,
+    cron=f"*/{email_fetcher.FETCH_INTERVAL_MINUTES} * * * *",
+    description="Fetch new mail of INBOX and Sent (≤ 30 days) from every LOOM_EMAIL_ADDRESS_i account "
+                "over IMAP/TLS and publish it whole to external.email.events.raw.",
+)
 
 raw = FLOW.raw
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=f"rules{email.RULES_VERSION}",
+    retry=RetryPolicy(max_retries=2, delay=5),  # SPEC §1.6 email_parser: 2 retries, 5 s
+)
+def messages(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+    """Each message parsed: Message-ID, thread (Gmail's thread id, else the References root),
+    from/to/cc, subject, date, folder, the new text (HTML sanitised to text when there is no
+    text part) apart from the quoted replies, attachments' metadata, headers, charset problems.
+    One row per (message_id, folder) in a window; a message whose MIME structure or charset is
+    broken becomes an error row with its bytes."""
+    span = context.partition_time_window
+    result = email.email_messages(raw)
+    errors = stage_errors(MESSAGE_ERRORS, result.errors)
+    errors["original_value"] = result.errors["original"].to_numpy()
+    errors["original_size"] = [len(b) for b in result.errors["original"]]
+    warehouse.replace_errors(MESSAGE_ERRORS, span.start, span.end, errors)
+    return result.rows
+
+
+@FLOW.stage(
+    logic_version=f"1-text{email.RULES_VERSION}",  # the embedded text is the stage's logic too
+    rules_version=embedder_version(settings().embedding_model),
+    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC §1.6 text_embedding: 2 retries, 10 s
+)
+def embeddings(messages: pd.DataFrame, models: Models) -> pd.DataFrame:
+    """Each message's vector (all-MiniLM-L6-v2 by default, 384 dimensions) of "From: …",
+    "Subject: …" and its new text (≤ 2000 characters), once per Message-ID."""
+    items = email.embedding_items(messages)
+    return embedding_rows(items, source_id=items["message_id"], title=items["subject"],
+                          text=email.embedding_text(items), embedder=models.embedder())
