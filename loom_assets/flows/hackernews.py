@@ -1,6 +1,17 @@
 """Hacker News: the fetcher publishes a user's favorites and submissions → items → embeddings."""
 
-from loom_assets.flows.base import Flow
+import pandas as pd
+from dagster import AssetExecutionContext, RetryPolicy
+
+from loom_assets.fetchers import hackernews as fetcher_hn
+from loom_assets.fetchers.base import fetcher
+from loom_assets.flows.base import Flow, stage_errors
+from loom_assets.models.embeddings import embedder_version
+from loom_assets.resources.models import Models
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.settings import settings
+from loom_assets.stages import hackernews as hn
+from loom_assets.stages.embeddings import embedding_rows
 
 FLOW = Flow(
     name="hackernews",
@@ -8,5 +19,52 @@ FLOW = Flow(
     description="A Hacker News user's favorites and submissions, fetched by the HN fetcher.",
     alert_error_rate=0.2,  # SPEC §1.8 content_fetcher
 )
+RULES = hn.HackerNewsRules()
+ITEM_ERRORS = f"{FLOW.name}/items"
+# Stages that read pages off the open web share one concurrency pool, so a backfill of many
+# windows does not open many downloads at once (dagster.yaml's default pool limit applies).
+WEB_POOL = "web"
+
+FETCH_JOB, FETCH_SCHEDULE = fetcher(
+    fetcher_hn.SOURCE, fetcher_hn.TOPIC, fetcher_hn.accounts, fetcher_hn.fetch,
+    cron="0 */6 * * *",  # SPEC §1.8 scrape_interval_hours: 6
+    description="Publish new Hacker News favorites and submissions of each LOOM_HACKERNEWS_USERNAME "
+                "(at most 100 item requests a run) to external.hackernews.activity.raw.",
+)
 
 raw = FLOW.raw
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=f"rules{RULES.version}",
+    retry=RetryPolicy(max_retries=2, delay=60),  # SPEC §1.8 content_fetcher: 2 retries, 60 s
+    pool=WEB_POOL,
+)
+def items(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+    """Each favorite or submission with its linked article (fetched if robots.txt allows, ≤ 10 MB
+    within 30 s, extracted by trafilatura: title, text, summary) and its top 5 live comments from
+    the HN API. A link that cannot be read is written with `article_status` saying why."""
+    span = context.partition_time_window
+    result = hn.items(
+        raw,
+        fetch_article=fetcher_hn.ArticleFetcher(RULES.max_article_bytes, RULES.article_timeout_s),
+        fetch_comments=fetcher_hn.HackerNewsClient.from_settings().top_comments,
+        rules=RULES,
+    )
+    warehouse.replace_errors(ITEM_ERRORS, span.start, span.end, stage_errors(ITEM_ERRORS, result.errors))
+    return result.rows
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=embedder_version(settings().embedding_model),
+    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC §1.8 text_embedding: 2 retries, 10 s
+)
+def embeddings(items: pd.DataFrame, models: Models) -> pd.DataFrame:
+    """Each item's title, article summary (a text post's own text) and top comments with their
+    vector (all-MiniLM-L6-v2 by default, 384 dims), once per user and item, so `loom search`
+    finds what you favorited and submitted."""
+    chosen = hn.embedding_items(items)
+    return embedding_rows(chosen, source_id=chosen["message_id"], title=chosen["title"],
+                          text=hn.embedding_text(chosen, RULES), embedder=models.embedder())
