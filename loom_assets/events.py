@@ -239,7 +239,8 @@ class CalendarEventV1(Payload):
     all_day: bool = False
     timezone: str | None = None  # the event's own time zone (IANA name, or a "+01:00" offset)
     recurring_rule: str | None = Field(default=None, validation_alias=AliasChoices("recurring_rule", "rrule"))
-    status: Annotated[str, StringConstraints(to_lower=True)] | None = None  # confirmed | tentative | cancelled | declined
+    # confirmed | tentative | cancelled | declined (lower-cased)
+    status: Annotated[str, StringConstraints(to_lower=True)] | None = None
     organizer: str | None = Field(default=None, validation_alias=AliasChoices("organizer", "organizer_email"))
     # [{email, name, partstat, role, cutype}] from Loom's fetcher; bare emails from Loom v2's.
     attendees: list[dict[str, Any] | str] | None = None

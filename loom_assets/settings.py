@@ -93,6 +93,15 @@ class Settings:
         default_factory=lambda: frozenset(d.lower() for d in _ssids("LOOM_CALENDAR_INTERNAL_DOMAINS"))
     )
 
+    # Hacker News fetcher (SPEC §1.8): users are LOOM_HACKERNEWS_USERNAME (and _<i>, see
+    # fetchers/hackernews.py); the API and the site are settings so tests can serve recorded shapes.
+    hackernews_api_url: str = field(
+        default_factory=lambda: _env("LOOM_HACKERNEWS_API_URL", "https://hacker-news.firebaseio.com/v0"))
+    hackernews_site_url: str = field(
+        default_factory=lambda: _env("LOOM_HACKERNEWS_SITE_URL", "https://news.ycombinator.com"))
+    hackernews_max_items: int = field(default_factory=lambda: int(_env("LOOM_HACKERNEWS_MAX_ITEMS", "100")))
+    hackernews_request_pause_s: float = field(
+        default_factory=lambda: float(_env("LOOM_HACKERNEWS_REQUEST_PAUSE_SECONDS", "0.5")))
 
 def window_override(flow: str) -> timedelta | None:
     """`LOOM_WINDOW_<FLOW>_MINUTES` changes a flow's window size."""

