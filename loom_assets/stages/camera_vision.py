@@ -29,9 +29,6 @@ the object detectors); this module imports no ML framework beyond OpenCV.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,9 +37,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from loom_assets.stages.frames import typed_frame, utc, with_columns
+from loom_assets.stages.images import DecodedImage, ImageDecodeError, decode_image
 
 
 @dataclass(frozen=True)
@@ -159,8 +156,7 @@ PREPROCESSED_DTYPES: dict[str, str] = {
     "blur_score": "float64",           # double precision: variance of the Laplacian at 512 px
     "is_blurred": "boolean",           # boolean: blur_score < rules.blur_threshold
     "focal_length_35mm": "float64",    # real: EXIF FocalLengthIn35mmFilm, NULL if absent
-    # text: NULL, or not_base64 | empty_image | not_an_image | truncated_image | too_many_pixels |
-    # unreadable_image
+    # text: NULL, or invalid_base64 | empty_image | invalid_image | truncated_image | image_too_large
     "error_type": "str",
     "error_message": "str",            # text
 }
@@ -255,98 +251,6 @@ SLAM_DTYPES: dict[str, str] = {
 
 
 # -- decoding -------------------------------------------------------------------------------------
-class ImageDecodeError(ValueError):
-    """An image payload that is not a usable image; `error_type` is a stable short code."""
-
-    def __init__(self, error_type: str, message: str):
-        super().__init__(f"{error_type}: {message}")
-        self.error_type = error_type
-        self.message = message
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """An upright RGB frame and what its file said about it."""
-
-    rgb: np.ndarray                   # (h, w, 3) uint8, upright; smaller than width x height
-                                      # when decode_image was given max_side
-    width: int                        # the upright original's size
-    height: int
-    format: str                       # jpeg, png, ...
-    exif_orientation: int | None      # 2-8 when it was rotated/flipped, else None
-    focal_length_35mm: float | None   # EXIF FocalLengthIn35mmFilm
-
-
-def _image_bytes(data: str | bytes | bytearray | memoryview) -> bytes:
-    """The raw bytes of an image payload: base64 text (a data: URL prefix allowed), or bytes."""
-    if isinstance(data, str):
-        text = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise ImageDecodeError("not_base64", "image_data is not valid base64") from None
-    elif isinstance(data, (bytes, bytearray, memoryview)):
-        raw = bytes(data)
-    else:
-        raise ImageDecodeError("empty_image" if data is None else "not_an_image",
-                               f"image_data is {type(data).__name__}, expected base64 text or bytes")
-    if not raw:
-        raise ImageDecodeError("empty_image", "image_data has 0 bytes")
-    return raw
-
-
-def decode_image(data: str | bytes, max_pixels: int = VisionRules.max_pixels,
-                 max_side: int | None = None) -> DecodedImage:
-    """An image payload (base64 text or the bytes themselves) -> upright RGB, or ImageDecodeError.
-
-    The pixel count is checked from the header before any pixels are decoded. With `max_side`,
-    a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps its longer side at
-    or above 3/4 of `max_side`: a 4032 x 3024 photo decodes at 2016 x 1512, ~3x faster, and
-    needs no resize after.
-    """
-    raw = _image_bytes(data)
-    try:
-        image = Image.open(io.BytesIO(raw))
-    except UnidentifiedImageError:
-        raise ImageDecodeError("not_an_image", f"{len(raw)} bytes that no image decoder recognises") from None
-    except Exception as error:  # noqa: BLE001 - Pillow raises many types for broken headers
-        raise ImageDecodeError("not_an_image", f"unreadable image header: {error}") from None
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise ImageDecodeError("not_an_image", f"image is {width}x{height}")
-    if width * height > max_pixels:
-        raise ImageDecodeError("too_many_pixels", f"{width}x{height} is over {max_pixels} pixels")
-    fmt = (image.format or "unknown").lower()
-    try:
-        exif = image.getexif()
-        orientation = int(exif.get(0x0112) or 1)
-        focal = exif.get_ifd(0x8769).get(0xA405)  # Exif IFD: FocalLengthIn35mmFilm
-        if max_side and fmt == "jpeg":
-            # the largest DCT reduction that keeps the longer side >= 3/4 of max_side
-            longer = max(width, height)
-            reduce = max(d for d in (1, 2, 4, 8) if d == 1 or longer / d >= 0.75 * max_side)
-            if reduce > 1:
-                image.draft("RGB", (math.ceil(width / reduce), math.ceil(height / reduce)))
-        image.load()
-        if 2 <= orientation <= 8:
-            image = ImageOps.exif_transpose(image)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        rgb = np.asarray(image)
-    except OSError as error:
-        kind = "truncated_image" if "truncated" in str(error).lower() else "unreadable_image"
-        raise ImageDecodeError(kind, f"{fmt}: {error}") from None
-    except (ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageDecodeError("unreadable_image", f"{fmt}: {error}") from None
-    try:
-        focal_mm = float(focal) if focal else None
-    except (TypeError, ValueError):
-        focal_mm = None
-    rotated = orientation in (5, 6, 7, 8)
-    return DecodedImage(rgb, height if rotated else width, width if rotated else height, fmt,
-                        orientation if 2 <= orientation <= 8 else None, focal_mm)
-
-
 def load_frame(data: str | bytes, max_pixels: int = VisionRules.max_pixels) -> np.ndarray:
     """An image payload (base64 text or bytes) -> upright (EXIF auto-oriented) RGB uint8 array.
 

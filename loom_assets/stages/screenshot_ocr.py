@@ -18,15 +18,11 @@ identifiers would do more good than harm on screen text) and S2's alternative en
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import math
 import re
 import statistics
 import tempfile
 import unicodedata
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -36,17 +32,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytesseract
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from pytesseract import Output
 
+from loom_assets.stages import images
 from loom_assets.stages.frames import typed_frame, utc, with_columns
+from loom_assets.stages.images import MAX_IMAGE_PIXELS, ImageDecodeError
 
-# Pillow refuses (DecompressionBombError) any image over twice this many pixels when it reads the
-# header, and warns above it. Its default (~89 MP) is an accident of history; this is the same
-# 100 MP cap `decode_image` enforces itself, set on purpose. The setting is process-wide: every
-# Pillow user in the process gets the same, deliberate bomb limit.
-MAX_IMAGE_PIXELS = 100_000_000
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -198,74 +190,9 @@ OCR_ERROR_DTYPES: dict[str, str] = {
 
 
 # -- decoding -------------------------------------------------------------------------------------
-class ImageDecodeError(ValueError):
-    """An image payload that is not a usable image; `error_type` is a stable short code."""
-
-    def __init__(self, error_type: str, message: str):
-        super().__init__(f"{error_type}: {message}")
-        self.error_type = error_type
-        self.message = message
-
-
-def _image_bytes(data: str | bytes | bytearray | memoryview | None) -> bytes:
-    """The bytes of an image payload: base64 text (a `data:` URL prefix allowed, SPEC §3.1), or
-    the bytes themselves (what the raw asset reads back from the blob store)."""
-    if isinstance(data, str):
-        text = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise ImageDecodeError("invalid_base64", "image_data is not valid base64") from None
-    elif isinstance(data, (bytes, bytearray, memoryview)):
-        raw = bytes(data)
-    elif data is None or (isinstance(data, float) and math.isnan(data)):
-        raise ImageDecodeError("empty_image", "image_data is missing")
-    else:
-        raise ImageDecodeError("invalid_image", f"image_data is {type(data).__name__}, "
-                                                "expected base64 text or bytes")
-    if not raw:
-        raise ImageDecodeError("empty_image", "image_data has 0 bytes")
-    return raw
-
-
-def decode_image(data_b64: str | bytes, max_pixels: int = OcrRules.max_pixels) -> np.ndarray:
-    """An image payload (base64 text, or bytes) -> upright (EXIF-transposed) RGB uint8 (h, w, 3).
-
-    The pixel count is checked from the header before any pixel is decoded (and Pillow's own bomb
-    check refuses anything over 2 x MAX_IMAGE_PIXELS, whatever `max_pixels` says). Raises
-    ImageDecodeError: invalid_base64, empty_image, invalid_image, truncated_image, image_too_large.
-    """
-    raw = _image_bytes(data_b64)
-    with warnings.catch_warnings():
-        # Sizes are checked explicitly below; Pillow's warning band adds nothing.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(raw))
-        except Image.DecompressionBombError as error:
-            raise ImageDecodeError("image_too_large", str(error)) from None
-        except UnidentifiedImageError:
-            raise ImageDecodeError("invalid_image", f"{len(raw)} bytes that no image decoder "
-                                                    "recognises") from None
-        except Exception as error:  # noqa: BLE001 - Pillow raises many types for broken headers
-            raise ImageDecodeError("invalid_image", f"unreadable image header: {error}") from None
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise ImageDecodeError("invalid_image", f"image is {width}x{height}")
-        if width * height > max_pixels:
-            raise ImageDecodeError("image_too_large", f"{width}x{height} is over {max_pixels} pixels")
-        fmt = (image.format or "unknown").lower()
-        try:
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            rgb = np.asarray(upright.convert("RGB"))
-        except Image.DecompressionBombError as error:  # a later frame/tile (TIFF, ICO) can be one
-            raise ImageDecodeError("image_too_large", str(error)) from None
-        except OSError as error:
-            kind = "truncated_image" if "truncated" in str(error).lower() else "invalid_image"
-            raise ImageDecodeError(kind, f"{fmt}: {error}") from None
-        except (ValueError, SyntaxError, EOFError) as error:
-            raise ImageDecodeError("invalid_image", f"{fmt}: {error}") from None
-    return np.ascontiguousarray(rgb)
+def decode_image(data: str | bytes | None, max_pixels: int = OcrRules.max_pixels) -> np.ndarray:
+    """An image payload -> upright RGB uint8 (h, w, 3), or ImageDecodeError (`stages.images`)."""
+    return images.decode_image(data, max_pixels).rgb
 
 
 # -- preprocessing --------------------------------------------------------------------------------

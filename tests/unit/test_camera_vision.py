@@ -101,15 +101,15 @@ def _png(side: int) -> bytes:
 @pytest.mark.parametrize("payload, error_type", [
     (b"", "empty_image"),
     ("", "empty_image"),
-    ("this is not base64!", "not_base64"),
-    (b"GIF89a but not really an image", "not_an_image"),
-    (b64(b"\x00" * 64), "not_an_image"),
+    ("this is not base64!", "invalid_base64"),
+    (b"GIF89a but not really an image", "invalid_image"),
+    (b64(b"\x00" * 64), "invalid_image"),
     (jpeg(data.astronaut())[:3000], "truncated_image"),
-    (_png(200), "too_many_pixels"),  # 40 000 pixels, over the 30 000 allowed here
+    (_png(200), "image_too_large"),  # 40 000 pixels, over the 30 000 allowed here
 ])
 def test_bad_payloads_raise_an_image_decode_error(payload, error_type):
     with pytest.raises(cv.ImageDecodeError) as caught:
-        cv.load_frame(payload, max_pixels=30_000 if error_type == "too_many_pixels" else RULES.max_pixels)
+        cv.load_frame(payload, max_pixels=30_000 if error_type == "image_too_large" else RULES.max_pixels)
     assert caught.value.error_type == error_type
 
 
@@ -118,7 +118,7 @@ def test_an_undecodable_photo_is_an_error_row_and_other_stages_skip_it(models):
     pre = cv.preprocessed_rows(raw, RULES)
     assert_typed(pre, cv.PREPROCESSED_DTYPES)
     assert pre["error_type"].isna().tolist() == [True, False]
-    assert pre["error_type"].iloc[1] == "not_base64"
+    assert pre["error_type"].iloc[1] == "invalid_base64"
     assert len(cv.face_rows(raw, models.faces, RULES)) == 1
 
 
