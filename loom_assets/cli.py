@@ -143,6 +143,36 @@ def fetch(source: str) -> None:
 
 
 @main.command()
+@click.argument("query")
+@click.option("--flow", "flow_name", help="Only this flow's texts (email, calendar, hackernews, audio, …).")
+@click.option("--since", help="Recorded since a date/time (local unless it has an offset) or a duration: 12h, 7d, 2w.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--ui-url", envvar="LOOM_DAGSTER_URL", default="http://localhost:3000", show_default=True,
+              help="The Dagster UI the links point at (LOOM_DAGSTER_URL).")
+def search(query: str, flow_name: str | None, since: str | None, limit: int, as_json: bool, ui_url: str) -> None:
+    """Search every text Loom holds (emails, events, HN items, transcripts, OCR text): semantic
+    (pgvector) and full-text ranking merged, newest model only."""
+    from loom_assets.resources.models import Models
+    from loom_assets.resources.warehouse import resolve_database_url
+    from loom_assets.search import format_hits, hybrid_search, since_time
+
+    try:
+        start = since_time(since, datetime.now(UTC)) if since else None
+        hits = hybrid_search(resolve_database_url(None), query, Models().embedder, flow=flow_name,
+                             since=start, limit=limit, ui_url=ui_url)
+    except RuntimeError as error:  # SearchError, no DATABASE_URL, a model that does not load
+        _die(str(error))
+    if as_json:
+        click.echo(json.dumps([hit.as_json() for hit in hits], indent=2))
+    elif hits:
+        click.echo(format_hits(hits))
+    else:
+        click.echo(f"No matches for {query!r}" + (f" in {flow_name}" if flow_name else "")
+                   + (f" since {start.astimezone():%Y-%m-%d %H:%M}" if start else "") + ".")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
     """Per flow: watermarks, consumer lag, last landed window, rows per table, errors."""

@@ -55,13 +55,14 @@ def resources() -> dict:
 
 defs = Definitions(
     assets=[a for flow in FLOWS for a in flow.assets],
-    jobs=[flow.job for flow in FLOWS] + [housekeeping_job],
+    jobs=[flow.job for flow in FLOWS] + [housekeeping_job, email.FETCH_JOB, hackernews.FETCH_JOB, calendar.FETCH_JOB],
     sensors=[
         *(window_sensor(flow) for flow in FLOWS),
         # Motion windows (5 min) run before the GPS of their time lands (15 min windows).
         rerun_when_landed(location.FLOW, motion.FLOW, motion.activities.key),
     ],
-    schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages)],
+    schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages),
+               email.FETCH_SCHEDULE, hackernews.FETCH_SCHEDULE, calendar.FETCH_SCHEDULE],
     resources=resources(),
     # Run logs as JSON lines (run id, step, partition tags in `dagster_meta`) for log shippers;
     # the flow jobs select it in their config.

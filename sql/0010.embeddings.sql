@@ -16,7 +16,12 @@ CREATE OR REPLACE FUNCTION loom_create_embedding_table(
     table_name     text,
     retention      interval DEFAULT interval '365 days',
     compress_after interval DEFAULT interval '30 days',
-    dimensions     integer DEFAULT 384
+    dimensions     integer DEFAULT 384,
+    -- TimescaleDB chunks of a week, not a day: every chunk holds its own HNSW graph and a search
+    -- scans each one, so a year of daily chunks would cost 365 index scans per query. Texts are
+    -- few (tens to hundreds a day), so a week's chunk stays small. (The native path's
+    -- partitions stay daily.)
+    chunk_interval interval DEFAULT interval '7 days'
 ) RETURNS text LANGUAGE plpgsql AS $fn$
 DECLARE
     storage text;
@@ -31,7 +36,7 @@ BEGIN
         embedding     vector(%s) NOT NULL,
         model_version text NOT NULL
     $cols$, dimensions), time_column => 'recorded_at', retention => retention,
-        compress_after => compress_after);
+        compress_after => compress_after, chunk_interval => chunk_interval);
     EXECUTE format('CREATE INDEX ON %I USING hnsw (embedding vector_cosine_ops)', table_name);
     EXECUTE format('CREATE INDEX ON %I USING gin (to_tsvector(''english'', coalesce(title, '''') || '' '' || body))',
                    table_name);

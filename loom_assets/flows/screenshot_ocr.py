@@ -5,10 +5,13 @@ import pandas as pd
 from dagster import AssetExecutionContext, RetryPolicy
 
 from loom_assets.flows.base import Flow, model_version, stage_errors
+from loom_assets.models.embeddings import embedder_version
 from loom_assets.resources.blobs import BlobStore
+from loom_assets.resources.models import Models
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.stages import screenshot_ocr as ocr
+from loom_assets.stages.embeddings import embedding_rows, ocr_pages
 
 FLOW = Flow(
     name="screenshot_ocr",
@@ -42,3 +45,17 @@ def text(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse
     result = ocr.screenshot_text(shots, {row["device_id"]: row for row in last.to_dict("records")}, RULES)
     warehouse.replace_errors(OCR_ERRORS, span.start, span.end, stage_errors(OCR_ERRORS, result.errors))
     return result.rows
+
+
+@FLOW.stage(
+    logic_version="1",
+    rules_version=embedder_version(settings().embedding_model),
+    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC text_embedding: 2 retries, 10 s
+)
+def embeddings(text: pd.DataFrame, models: Models) -> pd.DataFrame:
+    """Each OCR'd screenshot's text with its vector (all-MiniLM-L6-v2 by default, 384 dims) and
+    its first heading as title, so `loom search` finds what was on screen; a near-duplicate
+    screenshot is not embedded again."""
+    pages = ocr_pages(text)
+    return embedding_rows(pages, source_id=pages["source_id"], title=pages["title"], text=pages["text"],
+                          embedder=models.embedder())

@@ -59,7 +59,8 @@ def load_embedder(name_or_path: str | os.PathLike | None = None) -> TextEmbedder
     try:
         model = SentenceTransformer(str(path), device="cpu" if not _cuda() else None)
     except Exception as error:
-        raise EmbeddingModelError(f"cannot load the embedding model at {path}: {error}") from error
+        setting = f"LOOM_EMBEDDING_MODEL={name_or_path!r}: " if name_or_path else ""
+        raise EmbeddingModelError(f"{setting}cannot load the embedding model at {path}: {error}") from error
     return TextEmbedder(model, embedder_version(name_or_path))
 
 

@@ -282,6 +282,45 @@ def test_time_bucket_by_hour_on_a_raw_table(timescale):
     assert buckets == [(hour, 2), (hour + timedelta(hours=1), 1), (hour + timedelta(hours=2), 2)]
 
 
+def test_embedding_tables_search_by_vector_and_text_on_timescaledb_even_compressed(timescale):
+    """`loom_create_embedding_table` (sql/0010, run for audio_embeddings by sql/0015) on the
+    TimescaleDB path: a hypertable with the HNSW and GIN indexes, searched with `loom search`'s
+    own SQL, also once its old chunk is compressed."""
+    import numpy as np
+
+    from loom_assets.search import Table, ranked_hits
+
+    device, version = str(uuid.uuid4()), "1+all-MiniLM-L6-v2"
+    now = datetime.now(UTC).replace(microsecond=0)
+    axis = lambda i: [1.0 if j == i else 0.0 for j in range(384)]  # noqa: E731 - unit vectors
+    row = lambda at, sid, body, vector: {  # noqa: E731
+        "window_start": at.replace(minute=0, second=0), "device_id": device, "recorded_at": at, "source_id": sid,
+        "title": None, "body": body, "embedding": str(vector), "model_version": version}
+    with connect(timescale["uri"]) as conn:
+        indexes = " ".join(r[0] for r in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'audio_embeddings'"))
+        assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables"
+                            " WHERE hypertable_name = 'audio_embeddings'").fetchone()[0] == 1
+        insert(conn, "audio_embeddings", [
+            row(now - timedelta(days=30), "seg-old", "water the tomato plants tonight", axis(0)),
+            row(now, "seg-new", "pick up the dry cleaning", axis(1)),
+            row(now, "seg-other", "call the plumber about the boiler", axis(2)),
+        ])
+        conn.execute("CALL run_job(%s)", (job_id(conn, "audio_embeddings", "policy_compression"),))
+        compressed = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'audio_embeddings'"
+            " AND is_compressed").fetchone()[0]
+        table = Table("audio", "audio_embeddings", 384)
+        by_vector = ranked_hits(conn, "nothing in common", np.array(axis(0), dtype=np.float32),
+                                "all-MiniLM-L6-v2", [table])
+        by_text = ranked_hits(conn, "plumber boiler", np.array(axis(3), dtype=np.float32),
+                              "all-MiniLM-L6-v2", [table])
+    assert "USING hnsw (embedding vector_cosine_ops)" in indexes and "USING gin (to_tsvector(" in indexes
+    assert compressed == 1  # the month-old chunk (audio embeddings compress after 14 days)
+    assert [h.source_id for h in by_vector][:1] == ["seg-old"] and by_vector[0].similarity == pytest.approx(1.0)
+    assert [h.source_id for h in by_text] == ["seg-other"] and "«plumber»" in by_text[0].snippet
+
+
 # --------------------------------------------------------------------------- native PostgreSQL
 
 
