@@ -39,22 +39,35 @@ MIGRATIONS = sorted(p.name.removesuffix(".sql") for p in SQL_DIR.glob("*.sql"))
 # significant-motion table chunks by 7 days), §1.2 S4 (location), a year of visits, and raw media
 # kept 7 days, compressed after one (SPEC §1.1 device_audio_raw).
 HOUR, DAY, WEEK = timedelta(hours=1), timedelta(days=1), timedelta(days=7)
+MONTH, YEAR = timedelta(days=30), timedelta(days=365)
 CHUNK_INTERVAL = {"network_events_enriched": WEEK, "network_events_location_correlated": WEEK,
                   "motion_raw": HOUR, "motion_windows": HOUR, "motion_activities": HOUR,
-                  "motion_significant_motion": WEEK}
+                  "motion_significant_motion": WEEK, "calendar_raw": WEEK, "calendar_events": WEEK,
+                  # one HNSW index per chunk: a search scans every chunk's
+                  **{f"{flow}_embeddings": WEEK for flow in ("email", "calendar", "hackernews", "audio",
+                                                             "screenshot_ocr")}}
 RETENTION = {"network_events_enriched": timedelta(days=90), "network_events_location_correlated": timedelta(days=90),
              "motion_raw": WEEK, "motion_windows": WEEK, "motion_activities": WEEK,
              "audio_raw": WEEK, "screenshot_ocr_raw": WEEK, "camera_vision_raw": WEEK,
              "audio_transcripts": timedelta(days=90),
              "location_georegions": timedelta(days=90), "location_geocoded": timedelta(days=90),
-             "location_places": timedelta(days=365)}
+             "location_places": timedelta(days=365),
+             "email_raw": YEAR, "email_messages": YEAR, "email_embeddings": YEAR,
+             "calendar_raw": timedelta(days=90), "calendar_events": timedelta(days=90),
+             "calendar_embeddings": timedelta(days=90), "hackernews_raw": timedelta(days=180),
+             "hackernews_items": timedelta(days=180), "hackernews_embeddings": timedelta(days=180),
+             "audio_embeddings": timedelta(days=90)}
 COMPRESS_AFTER = {"network_events_enriched": timedelta(days=30),
                   "network_events_location_correlated": timedelta(days=30),
                   "motion_raw": DAY, "motion_windows": DAY, "motion_activities": DAY,
                   "audio_raw": DAY, "screenshot_ocr_raw": DAY, "camera_vision_raw": DAY,
-                  "audio_transcripts": timedelta(days=14)}
+                  "audio_transcripts": timedelta(days=14), "audio_embeddings": timedelta(days=14),
+                  "email_raw": MONTH, "email_messages": MONTH, "email_embeddings": MONTH,
+                  "calendar_raw": MONTH, "calendar_events": None, "calendar_embeddings": None,
+                  "hackernews_embeddings": MONTH}
 SEGMENT_BY = {"processing_errors": "flow"}
-TIME_COLUMN = {"processing_errors": "window_start", "power_state_patterns": "window_start"}
+TIME_COLUMN = {"processing_errors": "window_start", "power_state_patterns": "window_start",
+               "calendar_events": "start_time"}
 
 
 def noon(day: date) -> datetime:
@@ -168,13 +181,16 @@ def test_every_timeseries_table_is_a_hypertable_with_its_chunks_compression_and_
         assert retention == RETENTION.get(table, timedelta(days=30)), table
         assert compress_after == COMPRESS_AFTER.get(table, timedelta(days=7)), table
         assert dimensions[table] == (time_column, CHUNK_INTERVAL.get(table, timedelta(days=1))), table
+        drop = jobs[(table, "policy_retention")]
+        assert pd.Timedelta(drop["drop_after"]) == retention, (table, drop)
+        if compress_after is None:  # SPEC §1.7 S4: calendar events are not compressed
+            assert hypertables[table] is False and (table, "policy_compression") not in jobs, table
+            continue
         assert hypertables[table] is True, f"{table}: compression not enabled"
         assert segment_by[table] == [SEGMENT_BY.get(table, "device_id")], table
         compress = jobs[(table, "policy_compression")]
         assert pd.Timedelta(compress["compress_after"]) == compress_after, (table, compress)
-        drop = jobs[(table, "policy_retention")]
-        assert pd.Timedelta(drop["drop_after"]) == retention, (table, drop)
-    assert len(jobs) == 2 * len(registered)
+    assert len(jobs) == 2 * len(registered) - sum(c is None for *_, c in registered.values())
 
 
 def test_latest_view_shows_only_the_newest_model_version_per_window(timescale):
