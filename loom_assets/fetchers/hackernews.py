@@ -293,7 +293,9 @@ class ArticleFetcher:
                 if length and length.isdigit() and int(length) > self.max_bytes:
                     return Article("too_large", detail=f"Content-Length {length}", **seen)
                 body = bytearray()
-                for chunk in response.iter_content(64 * 1024):
+                # read1 returns what has arrived (iter_content would wait for a whole chunk), so
+                # a server dripping a few bytes at a time still meets the deadline.
+                while chunk := response.raw.read1(64 * 1024, decode_content=True):
                     body += chunk
                     if len(body) > self.max_bytes:
                         return Article("too_large", detail=f"over {self.max_bytes} bytes", **seen)
