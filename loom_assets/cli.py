@@ -1,4 +1,4 @@
-"""The `loom` command: dev, replay, process, fetch, search, status, reprocess, topics, migrate."""
+"""The `loom` command: dev, replay, process, fetch, search, erase, status, reprocess, topics, migrate."""
 
 import json
 import os
@@ -254,6 +254,28 @@ def regions_remove(name: str) -> None:
     if not remove_region(_database_url(), name):
         _die(f"no region named {name!r}")
     click.echo(f"removed {name!r}")
+
+
+@main.command()
+@click.option("--device", "device_id", required=True, help="The device whose data to erase.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(device_id: str, yes: bool) -> None:
+    """Erase a device: its rows in every table, the blobs only they held, and (from now on) its
+    records still in Kafka, which landing skips when a window is reprocessed."""
+    import psycopg
+
+    from loom_assets.erasure import erase_device
+    from loom_assets.resources.blobs import BlobStore
+
+    if not yes:
+        click.confirm(f"Erase every row and blob of device {device_id!r}?", abort=True)
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        done = erase_device(conn, BlobStore(), device_id)
+    for table, count in sorted(done.rows.items()):
+        click.echo(f"{table:40} {count:8d} rows")
+    click.echo(f"erased {sum(done.rows.values())} rows and {done.blobs_removed} blobs of {device_id!r} "
+               f"through {done.erased_through:%Y-%m-%d %H:%M:%S %Z}; its raw messages stay in Kafka until "
+               "topic retention, and landing skips them")
 
 
 @main.group()

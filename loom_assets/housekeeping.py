@@ -13,8 +13,8 @@ from dagster import (
     job,
     op,
 )
-from psycopg import sql
 
+from loom_assets.erasure import referenced_blobs
 from loom_assets.resources.blobs import BlobStore, unreferenced
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
@@ -47,13 +47,7 @@ def drop_expired_partitions(context: OpExecutionContext, warehouse: Warehouse) -
     ins={"after_retention": In(Nothing)})
 def sweep_blobs(context: OpExecutionContext, warehouse: Warehouse, blobs: BlobStore) -> None:
     with warehouse.connect() as conn:
-        columns = conn.execute(
-            "SELECT c.table_name, c.column_name FROM information_schema.columns c"
-            " JOIN loom_timeseries t USING (table_name) WHERE c.column_name LIKE '%%\\_uri'"
-            " AND c.table_schema = current_schema()").fetchall()
-        referenced = {uri for table, column in columns for (uri,) in conn.execute(
-            sql.SQL("SELECT DISTINCT {} FROM {} WHERE {} IS NOT NULL").format(
-                sql.Identifier(column), sql.Identifier(table), sql.Identifier(column)))}
+        referenced = referenced_blobs(conn)
     removed = blobs.delete(unreferenced(blobs, referenced))
     context.log.info(f"removed {removed} unreferenced blobs ({len(referenced)} referenced)")
 

@@ -40,11 +40,12 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
+from loom_assets.erasure import erased_devices
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.warehouse import Warehouse, offsets_metadata
 from loom_assets.settings import settings
-from loom_assets.stages.landing import land, store_blobs
+from loom_assets.stages.landing import land, store_blobs, without_erased
 from loom_assets.windows import partitions_def, window_from_key, window_size
 
 # Single-run backfills (a range of windows in one run) are how Loom backfills; Dagster marks
@@ -136,6 +137,8 @@ class Flow:
                 for record in kafka.read(ranges, flow.consumer_group)
             )
             landing = land(flow.name, flow.topics, records, datetime.now(UTC), settings().max_message_bytes)
+            with warehouse.connect() as conn:
+                landing, erased = without_erased(landing, erased_devices(conn))
             rows = store_blobs(landing.rows, flow.topics, blobs.put)
             warehouse.replace_errors(flow.name, window.start, window.end, landing.errors)
             if not landing.errors.empty:
@@ -148,6 +151,7 @@ class Flow:
                 "records_read": read,
                 "rows": len(rows),
                 "errors": len(landing.errors),
+                "erased_records_skipped": erased,
                 "error_types": MetadataValue.json(landing.errors["error_type"].value_counts().to_dict()),
             }
             context.log.info(

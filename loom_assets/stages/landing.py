@@ -3,7 +3,7 @@
 Every record becomes exactly one of the two, so rows + errors always add up to the offsets read.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -100,3 +100,22 @@ def _error_row(flow: str, window_start: datetime, record: Record, error: Invalid
         # key by content hash).
         "device_id": error.device_id,
     }
+
+
+def without_erased(landing: Landing, erased: Mapping[str, datetime]) -> tuple[Landing, int]:
+    """`landing` without the records of erased devices (`loom erase`) from before their erasure,
+    rows and error rows alike; Kafka keeps them until topic retention. Returns how many went."""
+    if not erased:
+        return landing, 0
+
+    def kept(frame: pd.DataFrame, time_column: str) -> pd.Series:
+        through = pd.to_datetime(frame["device_id"].map(erased), utc=True)
+        times = pd.to_datetime(frame[time_column], utc=True)
+        return ~(through.notna() & (times.isna() | (times <= through)))
+
+    rows = kept(landing.rows, "recorded_at") if not landing.rows.empty else pd.Series(dtype=bool)
+    errors = kept(landing.errors, "kafka_timestamp") if not landing.errors.empty else pd.Series(dtype=bool)
+    dropped = int((~rows).sum() + (~errors).sum())
+    if not dropped:
+        return landing, 0
+    return Landing(landing.rows[rows].reset_index(drop=True), landing.errors[errors].reset_index(drop=True)), dropped

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from loom_assets.events import Record
-from loom_assets.stages.landing import ERROR_COLUMNS, land, raw_columns
+from loom_assets.stages.landing import ERROR_COLUMNS, land, raw_columns, without_erased
 
 WINDOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 TOPIC = "device.sensor.power.raw"
@@ -46,3 +46,21 @@ def test_an_error_row_names_the_device_only_when_the_envelope_does():
                    max_message_bytes=1000)
     assert landing.errors["device_id"].iloc[0] == "phone-7"
     assert pd.isna(landing.errors["device_id"].iloc[1])
+
+
+def test_records_of_an_erased_device_are_skipped_up_to_its_erasure():
+    def of(device: str, at: str, level=50) -> bytes:
+        return json.dumps({"device_id": device, "recorded_at": at, "battery_level": level,
+                           "is_charging": False}).encode()
+
+    records = [record(0, of("gone", "2026-11-24T06:01:00Z")), record(1, of("kept", "2026-11-24T06:01:00Z")),
+               record(2, of("gone", "2026-11-24T06:09:00Z")), record(3, of("gone", "2026-11-24T06:01:00Z", "x")),
+               record(4, of("kept", "2026-11-24T06:01:00Z", "x"))]
+    landing = land("power_state", [TOPIC], records, WINDOW, max_message_bytes=1000)
+    erased = {"gone": datetime(2026, 11, 24, 6, 5, tzinfo=UTC)}
+    kept, dropped = without_erased(landing, erased)
+    assert dropped == 2
+    # the row recorded after the erasure is new data; the error row's Kafka time is before it
+    assert kept.rows["source_offset"].tolist() == [1, 2]
+    assert kept.errors["source_offset"].tolist() == [4]
+    assert without_erased(landing, {}) == (landing, 0)
