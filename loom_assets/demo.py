@@ -18,6 +18,9 @@ device.network.wifi.raw     flat REST                              all; every 12
 device.sensor.gps.raw       flat REST                              phones; every 30 s (§5.6)
 device.sensor.accelerometer flat REST (x, y, z m/s², gravity       phones; 50 Hz moving (§1.4),
 .raw                        included)                              10 Hz still (§5.6)
+device.image.screenshot.raw flat REST (PNG rendered with Pillow)   laptops; every 5 min open
+device.image.camera.raw     flat REST (JPEG of scikit-image's      phones; now and then at the
+                            photos)                                coffee shop and at home
 ==========================  =====================================  ===========================
 
 The accelerometer follows the same day as the GPS: the phone lies still (and is picked up now
@@ -33,9 +36,11 @@ Only :func:`replay` talks to Kafka (through a producer handed in by the caller).
 
 from __future__ import annotations
 
+import base64
 import bisect
 import copy
 import heapq
+import io
 import json
 import logging
 import math
@@ -45,7 +50,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -62,6 +67,8 @@ STATE_POWER_TOPIC = "device.state.power.raw"  # SPEC §2.2: unified route, messa
 WIFI_TOPIC = "device.network.wifi.raw"  # SPEC §1.11 / §3
 GPS_TOPIC = "device.sensor.gps.raw"  # SPEC §1.2 / §3
 ACCELEROMETER_TOPIC = "device.sensor.accelerometer.raw"  # SPEC §1.4 / §3
+SCREENSHOT_TOPIC = "device.image.screenshot.raw"  # SPEC §1.5 / §3
+CAMERA_TOPIC = "device.image.camera.raw"  # SPEC §1.9 / §3
 
 DEMO_TOPICS: tuple[str, ...] = (
     APP_LIFECYCLE_TOPIC,
@@ -70,6 +77,8 @@ DEMO_TOPICS: tuple[str, ...] = (
     WIFI_TOPIC,
     GPS_TOPIC,
     ACCELEROMETER_TOPIC,
+    SCREENSHOT_TOPIC,
+    CAMERA_TOPIC,
 )
 
 SCHEMA_VERSION = "1.0"  # SPEC §2.1 / §2.2 default
@@ -1603,6 +1612,106 @@ def accelerometer_stream(
                                 payload)
 
 
+# ---- screenshots and photos ------------------------------------------------------------------
+
+SCREENSHOT_INTERVAL_S = 300.0  # a screen-capture client's default (SPEC §1.5 says every 10 s;
+# the demo keeps the OCR load of `loom dev` light)
+SCREEN_SIZE = (1280, 800)
+# What is on the laptop's screen, by activity: a window title and its lines of text.
+SCREENS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "work": (
+        ("Pull request 482: Retry failed uploads", (
+            "Review comments on the upload retry change",
+            "The backoff starts at 2 seconds and doubles up to one minute",
+            "Please add a test for the network timeout case",
+            "Deploy to staging after the release checklist is done")),
+        ("Meeting notes: storage migration", (
+            "Attendees: Dana, Priya, Marco",
+            "Decision: move the archive bucket before December 15",
+            "Action: Priya writes the rollback plan",
+            "Questions go to storage-team@example.com")),
+    ),
+    "coffee": (
+        ("Reading: How databases index text", (
+            "A full text index maps each word to the rows holding it",
+            "Vector search finds neighbours by meaning instead of words",
+            "Hybrid ranking merges both lists into one")),
+    ),
+    "evening": (
+        ("Recipe: Lentil soup", (
+            "Two cups of red lentils and one chopped onion",
+            "Simmer with cumin and garlic for twenty minutes",
+            "Serve with lemon and fresh bread")),
+    ),
+}
+PHOTO_INTERVAL_S = 600.0
+P_PHOTO = 0.35  # per tick while a subject is at hand
+# scikit-image's bundled photos stand in for what the camera sees, by activity.
+PHOTO_SUBJECTS = {"coffee": ("coffee", "astronaut"), "evening": ("chelsea", "coffee"), "work": ("astronaut",)}
+
+
+@lru_cache(maxsize=16)
+def _screenshot_png(title: str, lines: tuple[str, ...]) -> bytes:
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", SCREEN_SIZE, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, SCREEN_SIZE[0], 48), fill=(236, 236, 236))
+    draw.text((24, 10), title, fill="black", font=ImageFont.load_default(size=26))
+    body = ImageFont.load_default(size=22)
+    for i, line in enumerate(lines):
+        draw.text((48, 110 + 44 * i), line, fill=(30, 30, 30), font=body)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+@lru_cache(maxsize=8)
+def _photo_jpeg(subject: str) -> bytes:
+    from PIL import Image
+    from skimage import data
+
+    out = io.BytesIO()
+    Image.fromarray(getattr(data, subject)()).convert("RGB").save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def screenshot_stream(
+    device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
+) -> Iterator[DemoMessage]:
+    """``device.image.screenshot.raw`` (flat REST, SPEC §3: base64 PNG, ``camera_type: screen``)
+    of a laptop every 5 min while its lid is open: a window of text that fits the activity."""
+    if device.family != "laptop":
+        return
+    rng = _stream_rng(seed, device, SCREENSHOT_TOPIC)
+    for t in _ticks(rng, start, end, SCREENSHOT_INTERVAL_S):
+        screens = SCREENS.get(plan.at(t).activity)
+        if plan.intensity("laptop", t) <= 0 or not screens:
+            continue
+        png = _screenshot_png(*rng.choice(screens))
+        yield rest_message(SCREENSHOT_TOPIC, device.device_id, t, {
+            "image_data": base64.b64encode(png).decode(), "format": "png", "width": SCREEN_SIZE[0],
+            "height": SCREEN_SIZE[1], "camera_type": "screen", "file_size": len(png)}, rng)
+
+
+def camera_stream(
+    device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
+) -> Iterator[DemoMessage]:
+    """``device.image.camera.raw`` (flat REST, SPEC §3: base64 JPEG) of a phone: now and then a
+    photo of what is at hand (a coffee, the cat, a colleague)."""
+    if device.family != "phone":
+        return
+    rng = _stream_rng(seed, device, CAMERA_TOPIC)
+    for t in _ticks(rng, start, end, PHOTO_INTERVAL_S):
+        subjects = PHOTO_SUBJECTS.get(plan.at(t).activity)
+        if not subjects or rng.random() >= P_PHOTO:
+            continue
+        jpeg = _photo_jpeg(rng.choice(subjects))
+        yield rest_message(CAMERA_TOPIC, device.device_id, t, {
+            "image_data": base64.b64encode(jpeg).decode(), "format": "jpeg", "camera_type": "rear",
+            "file_size": len(jpeg)}, rng)
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -1610,9 +1719,9 @@ def accelerometer_stream(
 _STREAMS = {  # family -> (topic, generator)
     "phone": ((APP_LIFECYCLE_TOPIC, app_lifecycle_stream), (SENSOR_POWER_TOPIC, mobile_power_stream),
               (WIFI_TOPIC, wifi_stream), (GPS_TOPIC, gps_stream),
-              (ACCELEROMETER_TOPIC, accelerometer_stream)),
+              (ACCELEROMETER_TOPIC, accelerometer_stream), (CAMERA_TOPIC, camera_stream)),
     "laptop": ((APP_LIFECYCLE_TOPIC, app_lifecycle_stream), (STATE_POWER_TOPIC, laptop_power_stream),
-               (WIFI_TOPIC, wifi_stream)),
+               (WIFI_TOPIC, wifi_stream), (SCREENSHOT_TOPIC, screenshot_stream)),
 }
 
 

@@ -89,6 +89,10 @@ def prepare_loom_env(postgres, bootstrap: str, monkeypatch, tmp_path: Path, flow
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     monkeypatch.setenv("LOOM_HOME", str(tmp_path / "loom"))
+    # The object detector's npm install (~350 MB) is made once for the whole test run.
+    (tmp_path / "loom" / "cache").mkdir(parents=True)
+    (CACHE / "objects").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "loom" / "cache" / "objects").symlink_to(CACHE / "objects")
     monkeypatch.setenv("LOOM_WINDOW_GRACE_SECONDS", "0")
     specs = {t: spec for t, spec in topic_specs().items() if not flows or any(f in t for f in flows)}
     recreate_topics(bootstrap, specs)

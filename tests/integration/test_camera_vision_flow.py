@@ -5,7 +5,6 @@ image is a preprocessed row with its error."""
 
 import base64
 import io
-import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -14,7 +13,6 @@ from PIL import Image
 from skimage import data
 
 from loom_assets.resources.blobs import BlobStore
-from tests.conftest import CACHE
 from tests.integration.test_spine import flat, invoke, produce, table
 
 pytestmark = pytest.mark.integration
@@ -27,11 +25,6 @@ def jpeg(array) -> str:
 
 
 def test_photos_give_objects_faces_gaze_poses_and_odometry(loom_env):
-    # the object detector's npm install is shared with the unit tests instead of redone in LOOM_HOME
-    home = os.environ["LOOM_HOME"]
-    os.makedirs(f"{home}/cache", exist_ok=True)
-    (CACHE / "objects").mkdir(parents=True, exist_ok=True)
-    os.symlink(CACHE / "objects", f"{home}/cache/objects")
     at = datetime.now(UTC) - timedelta(minutes=1)
     astronaut, coffee = data.astronaut(), data.coffee()
     coffee_again = np.roll(coffee, (4, 6), axis=(0, 1))  # the same cup, the camera moved a little

@@ -37,8 +37,10 @@ PAYLOAD_FIELDS = {  # SPEC §3, in model order
     ACCELEROMETER_TOPIC: ["x", "y", "z"],
 }
 # The accelerometer alone is ~1 M messages per phone-day: the whole-day tests leave it out and
-# it is tested on its own below (minutes at a time, or its sample arrays for a whole day).
-SLOW_TOPICS = [t for t in DEMO_TOPICS if t != ACCELEROMETER_TOPIC]
+# it is tested on its own below (minutes at a time, or its sample arrays for a whole day). The
+# screenshots and photos come only while the person is up and are tested on their own too.
+MEDIA_TOPICS = [demo.SCREENSHOT_TOPIC, demo.CAMERA_TOPIC]
+SLOW_TOPICS = [t for t in DEMO_TOPICS if t != ACCELEROMETER_TOPIC and t not in MEDIA_TOPICS]
 MOBILE_POWER_SOURCES = {"charging", "discharging", "full", "connectedNotCharging"}
 THERMAL = {"nominal", "fair", "serious", "critical"}
 
@@ -590,3 +592,37 @@ def test_replay_at_speed_paces_and_stamps_event_time():
     assert stamps == [int(m.timestamp.timestamp() * 1000) for m in messages]
     with pytest.raises(ValueError):
         replay(producer, messages, speed=0, progress=False)
+
+
+# ---- screenshots and photos ---------------------------------------------------------------------
+
+
+def test_laptops_send_readable_screenshots_and_phones_photos_while_up():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from loom_assets.events import decode
+    from loom_assets.stages.screenshot_ocr import decode_image, page_text
+
+    messages = list(demo_messages(local(8), 16 * 60, devices=2, seed=0, topics=MEDIA_TOPICS))
+    shots = [m for m in messages if m.topic == demo.SCREENSHOT_TOPIC]
+    photos = [m for m in messages if m.topic == demo.CAMERA_TOPIC]
+    devices = demo_devices(2, 0)
+    assert {m.key.decode() for m in shots} == {devices[1].device_id}  # the MacBook
+    assert {m.key.decode() for m in photos} == {devices[0].device_id}  # the phone
+    plan = demo.DayPlan(0, 0, local(8), local(24))
+    assert all(plan.intensity("laptop", m.timestamp) > 0 for m in shots)
+    assert all(plan.at(m.timestamp).activity in demo.PHOTO_SUBJECTS for m in photos) and len(photos) >= 3
+    gaps = np.diff([m.timestamp.timestamp() for m in shots])
+    assert np.median(gaps) == pytest.approx(demo.SCREENSHOT_INTERVAL_S, abs=5)
+
+    body = json.loads(shots[0].value)
+    assert decode(demo.SCREENSHOT_TOPIC, shots[0].value, partition=0, offset=0).payload.camera_type == "screen"
+    title = next(t for screens in demo.SCREENS.values() for t, lines in screens
+                 if demo._screenshot_png(t, lines) == base64.b64decode(body["image_data"]))
+    assert title.split()[0].lower() in page_text(decode_image(body["image_data"]))["text"].lower()
+    photo = Image.open(io.BytesIO(base64.b64decode(json.loads(photos[0].value)["image_data"])))
+    assert photo.format == "JPEG" and min(photo.size) >= 300
+    assert messages == list(demo_messages(local(8), 16 * 60, devices=2, seed=0, topics=MEDIA_TOPICS))
