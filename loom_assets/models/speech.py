@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,9 +228,9 @@ class ParakeetTranscriber:
         return stride * factor
 
     def _hypotheses(self, audio: np.ndarray) -> list[Any]:
-        try:
+        if "timestamps" in inspect.signature(self._model.transcribe).parameters:
             result = self._model.transcribe([audio], batch_size=1, timestamps=True, verbose=False)
-        except TypeError:  # NeMo before 2.1: no `timestamps`/`verbose`; ask the decoder for them
+        else:  # NeMo before 2.1: no `timestamps`; ask the decoder for them
             if not self._timestamps_in_config:
                 from omegaconf import open_dict
 

@@ -195,7 +195,8 @@ def _fake_nemo(monkeypatch, transcribe):
         def eval(self):
             return self
 
-        def transcribe(self, audio, **kwargs):
+        def transcribe(self, audio, batch_size=4, return_hypotheses=False, verbose=True, timestamps=None):
+            kwargs = {"batch_size": batch_size, "verbose": verbose, "timestamps": timestamps}
             calls["audio"], calls["kwargs"] = audio, kwargs
             return transcribe(audio, **kwargs)
 
