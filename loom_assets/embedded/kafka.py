@@ -151,21 +151,22 @@ def _reap_stale(pid_file: Path, timeout: float = STOP_TIMEOUT) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-def _wait_for_tcp(host: str, port: int, proc: subprocess.Popen, deadline: float) -> None:
-    """Block until ``host:port`` accepts TCP connections, failing fast if ``proc`` dies.
+def wait_for_tcp(host: str, port: int, proc: subprocess.Popen, deadline: float, what: str = "broker") -> None:
+    """Block until ``host:port`` accepts TCP connections, failing fast if ``proc`` (the server
+    called ``what``) dies.
 
     Checking the socket first keeps librdkafka from spamming "connection
     refused" errors while the JVM is still starting.
     """
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"broker exited with code {proc.returncode} during startup")
+            raise RuntimeError(f"{what} exited with code {proc.returncode} during startup")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
-    raise TimeoutError(f"broker did not open {host}:{port} in time")
+    raise TimeoutError(f"{what} did not open {host}:{port} in time")
 
 
 def _wait_for_metadata(bootstrap: str, proc: subprocess.Popen, deadline: float) -> None:
@@ -261,7 +262,7 @@ class KafkaBroker:
         atexit.register(self.stop)
         try:
             deadline = time.monotonic() + self.startup_timeout
-            _wait_for_tcp(self.host, self.port, self._proc, deadline)
+            wait_for_tcp(self.host, self.port, self._proc, deadline)
             _wait_for_metadata(self.bootstrap_servers, self._proc, deadline)
         except Exception as exc:
             self.stop()

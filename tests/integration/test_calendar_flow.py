@@ -7,7 +7,6 @@ the original kept while the window completes."""
 
 import functools
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from loom_assets.embedded.kafka import free_port, wait_for_tcp
 from tests.integration.test_spine import invoke, produce, table
 
 pytestmark = pytest.mark.integration
@@ -28,16 +28,10 @@ TOPIC = "external.calendar.events.raw"
 OWNER = "alice@example.com"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def radicale(tmp_path):
     """A Radicale server with user alice (plain htpasswd), its storage under tmp_path."""
-    port, folder = _free_port(), tmp_path / "radicale"
+    port, folder = free_port(), tmp_path / "radicale"
     folder.mkdir()
     (folder / "users").write_text("alice:secret\n")
     (folder / "config").write_text(
@@ -46,16 +40,11 @@ def radicale(tmp_path):
         f"[storage]\nfilesystem_folder = {folder / 'collections'}\n"
         "[rights]\ntype = owner_only\n[logging]\nlevel = warning\n")
     server = subprocess.Popen([sys.executable, "-m", "radicale", "--config", str(folder / "config")])
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError("Radicale did not start") from None
-            time.sleep(0.1)
+    try:
+        wait_for_tcp("127.0.0.1", port, server, time.monotonic() + 30, what="Radicale")
+    except (RuntimeError, TimeoutError):
+        server.kill()
+        raise
     yield f"http://127.0.0.1:{port}/"
     server.terminate()
     server.wait(timeout=10)

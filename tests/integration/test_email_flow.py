@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from imapclient import IMAPClient
 
+from loom_assets.embedded.kafka import free_port, wait_for_tcp
 from tests.integration.test_spine import invoke, produce, table
 
 pytestmark = pytest.mark.integration
@@ -28,12 +28,6 @@ pytestmark = pytest.mark.integration
 DOVECOT = Path("/usr/sbin/dovecot")
 USER, PASSWORD = "me@example.org", "correct horse battery staple"
 TOPIC = "external.email.events.raw"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:
@@ -63,7 +57,7 @@ def dovecot(tmp_path):
     os.chown(home / "mail", mail_user.pw_uid, mail_user.pw_gid)
     cert, key = _certificate(home)
     (home / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
-    port = _free_port()
+    port = free_port()
     service_users = "" if root else (f"default_internal_user = {mail_user.pw_name}\n"
                                      f"default_login_user = {mail_user.pw_name}\n")
     config = home / "dovecot.conf"
@@ -107,16 +101,12 @@ namespace inbox {{
     for folder in ("run", "state"):
         (home / folder).mkdir()
     server = subprocess.Popen([str(DOVECOT), "-F", "-c", str(config)])
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                log = (home / "dovecot.log").read_text() if (home / "dovecot.log").exists() else ""
-                pytest.fail(f"Dovecot did not start (exit {server.poll()}): {log[-2000:]}")
-            time.sleep(0.1)
+    try:
+        wait_for_tcp("127.0.0.1", port, server, time.monotonic() + 20, what="Dovecot")
+    except (RuntimeError, TimeoutError) as error:
+        server.kill()
+        log = (home / "dovecot.log").read_text() if (home / "dovecot.log").exists() else ""
+        pytest.fail(f"{error}: {log[-2000:]}")
     yield {"port": port, "ca_file": str(cert), "home": home}
     server.terminate()
     server.wait(timeout=20)
