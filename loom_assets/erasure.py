@@ -35,8 +35,9 @@ def blob_columns(conn: psycopg.Connection) -> list[tuple[str, str]]:
         " AND c.table_schema = current_schema()").fetchall()
 
 
-def referenced_blobs(conn: psycopg.Connection, device_id: str | None = None) -> set[str]:
-    """The blob URIs rows refer to (only the rows of `device_id`, when given)."""
+def referenced_blobs(conn: psycopg.Connection, device_id: str | None = None,
+                     among: set[str] | None = None) -> set[str]:
+    """The blob URIs rows refer to (only the rows of `device_id`, and only URIs `among`, when given)."""
     uris: set[str] = set()
     for table, column in blob_columns(conn):
         where = sql.SQL("{} IS NOT NULL").format(sql.Identifier(column))
@@ -44,6 +45,9 @@ def referenced_blobs(conn: psycopg.Connection, device_id: str | None = None) -> 
         if device_id is not None:
             where = sql.SQL("{} AND device_id = %s").format(where)
             params = (device_id,)
+        if among is not None:
+            where = sql.SQL("{} AND {} = ANY(%s)").format(where, sql.Identifier(column))
+            params = (*params, list(among))
         uris.update(uri for (uri,) in conn.execute(
             sql.SQL("SELECT DISTINCT {} FROM {} WHERE {}").format(sql.Identifier(column), sql.Identifier(table), where),
             params))
@@ -66,7 +70,7 @@ def erase_device(conn: psycopg.Connection, blobs: BlobStore, device_id: str) -> 
             "INSERT INTO erased_devices (device_id, erased_through) VALUES (%s, %s)"
             " ON CONFLICT (device_id) DO UPDATE SET erased_through = EXCLUDED.erased_through, erased_at = now()",
             (device_id, through))
-        still_used = referenced_blobs(conn) & held
+        still_used = referenced_blobs(conn, among=held) if held else set()
     removed = blobs.delete(held - still_used)
     return Erasure(device_id, through, rows, removed)
 

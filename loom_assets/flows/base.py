@@ -271,12 +271,15 @@ def error_messages(errors: pd.DataFrame):
 def stage_errors(source: str, errors: pd.DataFrame) -> pd.DataFrame:
     """A stage's error rows (window_start, device_id, recorded_at, source_topic/partition/offset,
     error_type, error_message) in `processing_errors`' shape, under `source` (`<flow>/<stage>`,
-    so a re-run of the raw landing never deletes them). The original stays in the raw row."""
+    so a re-run of the raw landing never deletes them). The original stays in the raw row; a
+    stage whose input is itself the original (an email's bytes) passes it as `original`."""
+    original = errors["original"] if "original" in errors else pd.Series([None] * len(errors), index=errors.index)
     return pd.DataFrame({
         "window_start": errors["window_start"], "flow": source, "source_topic": errors["source_topic"],
         "source_partition": errors["source_partition"], "source_offset": errors["source_offset"],
         "error_type": errors["error_type"], "error_message": errors["error_message"],
-        "original_key": None, "original_value": None, "original_size": 0,
+        "original_key": None, "original_value": original,
+        "original_size": [len(o) if isinstance(o, bytes | bytearray | memoryview) else 0 for o in original],
         "kafka_timestamp": errors["recorded_at"], "device_id": errors["device_id"],
     })
 

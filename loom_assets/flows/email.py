@@ -44,10 +44,7 @@ def messages(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Wareh
     broken becomes an error row with its bytes."""
     span = context.partition_time_window
     result = email.email_messages(raw)
-    errors = stage_errors(MESSAGE_ERRORS, result.errors)
-    errors["original_value"] = result.errors["original"].to_numpy()
-    errors["original_size"] = [len(b) for b in result.errors["original"]]
-    warehouse.replace_errors(MESSAGE_ERRORS, span.start, span.end, errors)
+    warehouse.replace_errors(MESSAGE_ERRORS, span.start, span.end, stage_errors(MESSAGE_ERRORS, result.errors))
     return result.rows
 
 

@@ -15,7 +15,7 @@ from loom_assets.stages.embeddings import embedding_rows
 
 FLOW = Flow(
     name="hackernews",
-    topics=("external.hackernews.activity.raw",),
+    topics=(fetcher_hn.TOPIC,),
     description="A Hacker News user's favorites and submissions, fetched by the HN fetcher.",
     alert_error_rate=0.2,  # SPEC §1.8 content_fetcher
 )
