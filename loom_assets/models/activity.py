@@ -365,9 +365,11 @@ def train(
     """Train the MLP on HAPT people not in `test_users`; report accuracy on those who are.
 
     Deterministic for a seed on one machine (seeded generators, deterministic algorithms, one
-    thread), so retraining gives the same version. Class-balanced loss: HAPT has ~2x more
-    posture than walking windows. Returns (classifier, report with held-out accuracy and the
-    confusion matrix, rows = true label, columns = predicted, in `LABELS` order).
+    thread), so retraining there gives the same version; on a CPU with other kernels (AVX2 vs
+    AVX-512) the floats, and so the version, differ while the model behaves the same.
+    Class-balanced loss: HAPT has ~2x more posture than walking windows. Returns (classifier,
+    report with held-out accuracy and the confusion matrix, rows = true label, columns =
+    predicted, in `LABELS` order).
     """
     import torch
 
@@ -427,9 +429,9 @@ def train(
     payload["version"] = _weights_version(payload)
     classifier = ActivityClassifier(payload)
 
-    test_x = window_features(xyz[held_out])
-    evaluation = _evaluate(classifier, test_x, y[held_out])
-    evaluation_10hz = _evaluate(classifier, window_features(xyz[held_out], 10), y[held_out])
+    test_x, test_y = window_features(xyz[held_out]), y[held_out]
+    evaluation = _evaluate(classifier, test_x, test_y)
+    evaluation_10hz = _evaluate(classifier, window_features(xyz[held_out], 10), test_y)
     classifier.metadata = {
         "version": payload["version"],
         "model": MODEL_NAME,
@@ -458,6 +460,20 @@ def train(
         "training_seconds": round(time.perf_counter() - started, 1),
     }
     return classifier, report
+
+
+def heldout_windows(
+    test_users: tuple[int, ...] = TEST_USERS,
+    config: TrainingConfig = TrainingConfig(),
+    hapt: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out people's windows as (features, label indices): what `train` reports
+    accuracy on, so two classifiers can be compared by behaviour rather than by bytes."""
+    hapt = load_hapt() if hapt is None else hapt
+    meta, xyz = hapt_windows(hapt, config.window_samples, config.stride_samples)
+    held_out = meta["user"].isin(test_users).to_numpy()
+    y = meta["label"].map({label: i for i, label in enumerate(LABELS)}).to_numpy(dtype=np.int64)
+    return window_features(xyz[held_out]), y[held_out]
 
 
 def _evaluate(classifier: ActivityClassifier, x: np.ndarray, y: np.ndarray) -> dict:
