@@ -33,7 +33,7 @@ from loom_assets.stages.frames import typed_frame, utc, with_columns
 class LocationRules:
     """Every number of the location flow, with its reason. Bump `version` when one changes."""
 
-    version: str = "1"
+    version: str = "2"  # 2: a visit extends around its mean, not only its first fix
     # A fix whose accuracy radius (m, 68 %) is worse than this is ignored for regions and stays:
     # it cannot tell whether the device is inside a 100 m region (SPEC §5.1 seeds are 50-150 m) or
     # a 100 m stay. Phones report 5-30 m with GPS; > 100 m means Wi-Fi/cell-only positioning
@@ -486,7 +486,10 @@ def visits(fixes: pd.DataFrame, carry_fixes: pd.DataFrame | None, rules: Locatio
     Stay points after Li et al. (2008): from an anchor fix, the run of following fixes that are
     all within stay_radius_m of it, with no gap over max_stay_gap and at most max_stay after it.
     The run ends at the first fix that breaks one of these; if it spans at least min_stay it is a
-    visit and that fix is the next anchor, else the next fix is. A run still going at the last
+    visit, extended while the next fixes stay within stay_radius_m of the mean of the visit's
+    fixes so far (an anchor taken on the way in, up to ~100 m off the place, would otherwise cut
+    an hour's coffee in two at the first fix jittering the other way), and the fix after it is
+    the next anchor; if it is shorter, the next fix is. A run still going at the last
     fix is undecided: nothing after its anchor is emitted, and a later window (whose
     `carry_fixes`, see `visit_carry`, start after the last visit) finishes it. A visit is emitted
     by the window holding the fix that closed it, so each is emitted once, and the same fixes
@@ -525,6 +528,8 @@ def _device_stays(device_id: str, fixes: pd.DataFrame, rules: LocationRules) -> 
     rows, i, n = [], 0, len(times)
     while i < n:
         end = _run_end(i, times, lat, lon, limits)
+        if end < n - 1 and times[end] - times[i] >= min_stay:
+            end = _run_end(i, times, lat, lon, limits, around_mean_from=end + 1)
         if end == n - 1:
             break                          # no fix after the run yet: undecided
         if times[end] - times[i] >= min_stay:
@@ -537,15 +542,24 @@ def _device_stays(device_id: str, fixes: pd.DataFrame, rules: LocationRules) -> 
     return rows
 
 
-def _run_end(i: int, times: np.ndarray, lat: np.ndarray, lon: np.ndarray, limits: tuple[float, int, int]) -> int:
-    """Index of the last fix of the run anchored at i (checked in growing chunks, so a long stay
-    costs O(n) and a walk O(1) per anchor)."""
+def _run_end(i: int, times: np.ndarray, lat: np.ndarray, lon: np.ndarray, limits: tuple[float, int, int],
+             around_mean_from: int | None = None) -> int:
+    """Index of the last fix of the run anchored at i: each fix within the radius of fix i, or,
+    from `around_mean_from` on, of the mean of the run's fixes before it. Checked in growing
+    chunks, so a long stay costs O(n) and a walk O(1) per anchor."""
     radius, max_gap, max_span = limits
-    n, j, chunk = len(times), i, 16
+    n, chunk = len(times), 16
+    j = i if around_mean_from is None else around_mean_from - 1
     while j < n - 1:
         hi = min(n, j + 1 + chunk)
         k = np.arange(j + 1, hi)
-        ok = ((haversine_m(lat[i], lon[i], lat[k], lon[k]) <= radius)
+        if around_mean_from is None:
+            centre_lat, centre_lon = lat[i], lon[i]
+        else:  # the mean of fixes i..k-1 for each k, from running sums (degrees: a ~100 m scale)
+            count = k - i
+            centre_lat = np.cumsum(lat[i:hi - 1])[k - 1 - i] / count
+            centre_lon = np.cumsum(lon[i:hi - 1])[k - 1 - i] / count
+        ok = ((haversine_m(centre_lat, centre_lon, lat[k], lon[k]) <= radius)
               & (times[k] - times[k - 1] <= max_gap) & (times[k] - times[i] <= max_span))
         if not ok.all():
             return int(k[np.argmin(ok)]) - 1

@@ -1,9 +1,12 @@
+import json
 import math
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from loom_assets import demo
 from loom_assets.stages.location import (
     EARTH_RADIUS_M,
     OUTPUT_COLUMNS,
@@ -355,6 +358,60 @@ def test_inaccurate_fixes_do_not_break_a_stay():
     points = [COFFEE] * 40 + [moved(*COFFEE, north_m=900) + (450.0,)] + [COFFEE] * 40 + [moved(*COFFEE, east_m=500)]
     found = visits(gps(points), None, RULES)
     assert len(found) == 1 and found.iloc[0]["fix_count"] == 80
+
+
+def arrival_on_the_way_in() -> pd.DataFrame:
+    """The first fix 85 m west of the coffee shop (walking in), then 40 min there (±8 m), one fix
+    20 m east of it (105 m from the first fix) after 10 min, then walking away east."""
+    points = [moved(*COFFEE, east_m=-85)]
+    points += [moved(*COFFEE, north_m=8 * math.sin(i)) for i in range(60)]
+    points += [moved(*COFFEE, east_m=20)]
+    points += [moved(*COFFEE, north_m=8 * math.sin(i)) for i in range(180)]
+    points += [moved(*COFFEE, east_m=14 * i) for i in range(10, 20)]
+    return gps(points)
+
+
+def test_a_first_fix_on_the_way_in_does_not_cut_the_stay_in_two():
+    found = visits(arrival_on_the_way_in(), None, RULES)
+    assert len(found) == 1
+    assert found.iloc[0]["fix_count"] == 1 + 60 + 1 + 180
+    assert haversine_m(found.iloc[0]["latitude"], found.iloc[0]["longitude"], *COFFEE) < 10
+
+
+def test_a_stay_extended_around_its_mean_comes_out_the_same_in_windows():
+    fixes = arrival_on_the_way_in()
+    whole = visits(fixes, None, RULES)
+    for size, offset in [("5min", "0s"), ("15min", "7min"), ("2min", "1min")]:
+        split = run_in_windows(fixes, pd.Timedelta(size), pd.Timedelta(offset))
+        pd.testing.assert_frame_equal(split[STAY_FIELDS], whole[STAY_FIELDS])
+
+
+def demo_fixes(messages) -> pd.DataFrame:
+    """The demo's GPS messages as raw landing rows."""
+    rows = []
+    for i, m in enumerate(messages):
+        fix = json.loads(m.value)
+        at = pd.Timestamp(m.timestamp)
+        rows.append({**gps([(0.0, 0.0)], start=at).iloc[0].to_dict(), "source_offset": i,
+                     **{k: fix[k] for k in ("latitude", "longitude", "accuracy")}})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("plan_date", [date(2026, 11, 2) + timedelta(days=d) for d in range(28)],
+                         ids=lambda d: d.isoformat())
+def test_every_demo_afternoon_gives_work_then_coffee_then_work(plan_date):
+    # The afternoon of the demo plans of four weeks (each day's draws differ: the coffee break's
+    # time and length, the walks' pace, the GPS jitter), as the location flow sees it.
+    start = datetime(2026, 11, 2, 14, tzinfo=demo.LOCAL_TZ)
+    messages = demo.demo_messages(start, 285, devices=1, topics=[demo.GPS_TOPIC], plan_date=plan_date)
+    found = visits(demo_fixes(messages), None, RULES)
+    plan = demo.DayPlan(0, 0, start, start + timedelta(minutes=285), plan_date)
+    lived = [s for s in plan.segments if s.place is not None and s.end > start and s.start < start + timedelta(minutes=285)]
+    assert [s.activity for s in lived[:3]] == ["work", "coffee", "work"]
+    assert len(found) == 3, found[["arrived_at", "departed_at"]]
+    for visit, segment in zip(found.itertuples(), lived):
+        assert haversine_m(visit.latitude, visit.longitude, segment.place.lat, segment.place.lon) < 30
+        assert visit.departed_at >= segment.end - pd.Timedelta(minutes=1)
 
 
 def run_in_windows(fixes: pd.DataFrame, size=None, offset=pd.Timedelta(0), cuts=None, rules=RULES) -> pd.DataFrame:
