@@ -408,12 +408,16 @@ def _local(day: date, hours: float) -> datetime:
 class DayPlan:
     """Where one person is and what they do, as segments covering [start, end)."""
 
-    def __init__(self, seed: int, person: int, start: datetime, end: datetime):
+    def __init__(self, seed: int, person: int, start: datetime, end: datetime, plan_date: date | None = None):
+        """`plan_date`: live the local day of `start` as planned for that date (and the days
+        around it likewise), so that a test can replay one fixed plan at recent timestamps."""
         self.seed, self.person = seed, person
         self.home = self._home(seed, person)
         self.commute = Path(((self.home.lat, self.home.lon),) + COMMUTE_ROUTE[1:])
         self.walk = Path(COFFEE_WALK)
-        first = start.astimezone(LOCAL_TZ).date() - timedelta(days=1)
+        start_day = start.astimezone(LOCAL_TZ).date()
+        self._plan_shift = (plan_date - start_day) if plan_date else timedelta(0)
+        first = start_day - timedelta(days=1)
         last = end.astimezone(LOCAL_TZ).date() + timedelta(days=1)
         self.segments: list[Segment] = []
         day = first
@@ -441,7 +445,8 @@ class DayPlan:
         return Segment(t0, end, activity, None, path, tuple(prof), (a.altitude, b.altitude))
 
     def _day(self, day: date) -> list[Segment]:
-        rng = random.Random(f"loom-demo-plan:{self.seed}:{self.person}:{day.isoformat()}")
+        planned = day + self._plan_shift
+        rng = random.Random(f"loom-demo-plan:{self.seed}:{self.person}:{planned.isoformat()}")
         home = self.home
         wake = _local(day, 7.0 + rng.uniform(-0.3, 0.4))
         depart = _local(day, 8.3 + rng.uniform(-0.2, 0.3))
@@ -1735,12 +1740,14 @@ def demo_messages(
     devices: int = 2,
     seed: int = 0,
     topics: Iterable[str] | None = None,
+    plan_date: date | None = None,
 ) -> Iterator[DemoMessage]:
     """Time-ordered messages for every demo topic (or only ``topics``).
 
     ``start`` is UTC (a naive value is taken as UTC, as Loom v2 does); messages cover
     ``[start, start + minutes)``. Device 0 is an Android phone, 1 a MacBook, 2 an iPhone, ...
-    The same (start, minutes, devices, seed) always gives the same messages.
+    The same (start, minutes, devices, seed) always gives the same messages; the day's plan is
+    drawn from its date, or from ``plan_date`` when given (see `DayPlan`).
     """
     wanted = set(DEMO_TOPICS if topics is None else topics)
     if wanted - set(DEMO_TOPICS):
@@ -1751,7 +1758,7 @@ def demo_messages(
     streams = []
     for device in demo_devices(devices, seed):
         if device.person not in plans:
-            plans[device.person] = DayPlan(seed, device.person, start, end)
+            plans[device.person] = DayPlan(seed, device.person, start, end, plan_date)
         plan = plans[device.person]
         streams.extend(stream(device, plan, seed, start, end)
                        for topic, stream in _STREAMS[device.family] if topic in wanted)

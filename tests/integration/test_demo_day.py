@@ -1,7 +1,7 @@
 """A demo afternoon (the coffee walk, back to work, the drive home) through the location and
 motion flows: the activities and visits `loom dev` shows are the ones the person lived."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from confluent_kafka import Producer
@@ -12,23 +12,28 @@ from tests.integration.test_spine import invoke, table
 pytestmark = pytest.mark.integration
 
 TOPICS = (demo.GPS_TOPIC, "device.sensor.accelerometer.raw")
+# The afternoon lived is the one planned for this Tuesday, whatever day the test runs: the demo
+# draws each day's plan from its date. The timestamps stay recent (yesterday's), within the
+# topics' and tables' retention.
+PLAN_DATE = date(2026, 11, 24)
 
 
 def test_a_demo_afternoon_gives_the_activities_and_visits_lived(loom_env):
-    # Yesterday 14:00-18:45 in San Francisco (the demo's day is planned in local time).
+    # Yesterday 14:00-18:45 in San Francisco (the demo's day is planned in local time), as planned
+    # for PLAN_DATE.
     day = (datetime.now(UTC) - timedelta(days=1)).astimezone(demo.LOCAL_TZ).date()
     start = datetime(day.year, day.month, day.day, 14, tzinfo=demo.LOCAL_TZ).astimezone(UTC)
     minutes = 285
     invoke("regions", "add", "Work", "--type", "work", "--lat", str(demo.WORK.lat), "--lon",
            str(demo.WORK.lon), "--radius", "150")
     producer = Producer({"bootstrap.servers": loom_env["bootstrap"], "linger.ms": 50})
-    sent = demo.replay(producer, demo.demo_messages(start, minutes, devices=1, topics=TOPICS), speed=None,
-                       event_timestamps=True, progress=False)
+    messages = demo.demo_messages(start, minutes, devices=1, topics=TOPICS, plan_date=PLAN_DATE)
+    sent = demo.replay(producer, messages, speed=None, event_timestamps=True, progress=False)
     assert sent > 100_000
     invoke("process", "--through-now", "--max-rounds", "40")
 
     url = loom_env["database_url"]
-    plan = demo.DayPlan(0, 0, start, start + timedelta(minutes=minutes))
+    plan = demo.DayPlan(0, 0, start, start + timedelta(minutes=minutes), PLAN_DATE)
     activities = table(url, "motion_activities", order="recorded_at")
     assert len(activities) > 3000
 
