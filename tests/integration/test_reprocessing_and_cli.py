@@ -35,7 +35,8 @@ def app_events(now: datetime) -> list[tuple[str, bytes]]:
 
 @pytest.mark.integration
 def test_bumping_the_category_mapping_reprocesses_beside_the_old_rows(loom_env, tmp_path):
-    produce(loom_env["bootstrap"], app_events(datetime.now(UTC)))
+    produced_at = datetime.now(UTC)
+    produce(loom_env["bootstrap"], app_events(produced_at))
     invoke("process", "--through-now", "--flow", "app_lifecycle")
     url = loom_env["database_url"]
     first = table(url, "app_lifecycle_enriched")
@@ -48,7 +49,7 @@ def test_bumping_the_category_mapping_reprocesses_beside_the_old_rows(loom_env, 
     path.write_text(json.dumps(mapping))
     bumped = {"LOOM_APP_CATEGORIES_PATH": str(path)}
 
-    since = datetime.now(UTC).date().isoformat()
+    since = produced_at.date().isoformat()  # not today's: the clock may have passed midnight since
     # The hourly schedule asks for the same stale window as one ranged run of the stage.
     evaluate = (
         "import json; from dagster import DagsterInstance, build_schedule_context;"
