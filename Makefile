@@ -26,8 +26,10 @@ system-deps:
 dev: install
 	$(VENV)/bin/loom dev
 
+# In file order (scripts/test-anytime.sh runs them in random order and at other dates and times);
+# the slowest 15 are printed so that slow tests are seen.
 test: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly --durations=15
 
 bench: install
 	$(PYTHON) bench/landing.py

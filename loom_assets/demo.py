@@ -1801,8 +1801,9 @@ def replay(
                 while (wait := due - time.monotonic()) > 0:
                     producer.poll(min(wait, 0.25))  # serve delivery callbacks while waiting
             kwargs: dict[str, Any] = {"key": msg.key, "value": msg.value, "headers": list(msg.headers)}
-            if event_timestamps:
-                kwargs["timestamp"] = int(msg.timestamp.timestamp() * 1000)
+            # The event time, or the time of sending (Python's clock, which Loom's windows use too).
+            kwargs["timestamp"] = (int(msg.timestamp.timestamp() * 1000) if event_timestamps
+                                   else time.time_ns() // 1_000_000)
             while True:
                 try:
                     producer.produce(msg.topic, **kwargs)

@@ -3,7 +3,8 @@
 # a Java 17 runtime and Maven (Apache Kafka, resolved from Maven Central) and Node.js with npm
 # (TimescaleDB compiled to WASM, used by the tests of the hypertable path), tesseract with its
 # English data (screenshot OCR), espeak-ng (the speech the audio tests are made of) and Dovecot's
-# IMAP server (the email fetcher's tests run a real one on 127.0.0.1).
+# IMAP server (the email fetcher's tests run a real one on 127.0.0.1), and faketime
+# (scripts/test-anytime.sh runs the tests at other dates and times).
 set -euo pipefail
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
@@ -15,6 +16,7 @@ command -v tesseract >/dev/null || missing+=(tesseract-ocr)
   || missing+=(tesseract-ocr-eng)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
+command -v faketime >/dev/null || missing+=(faketime)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${missing[*]} (install them, or run as root)" >&2

@@ -200,7 +200,10 @@ class KafkaResource(ConfigurableResource):
 
         count = 0
         for key, value, headers in messages:
-            producer.produce(topic, value=value, key=key, headers=list(headers.items()), on_delivery=delivered)
+            # Stamped here rather than by librdkafka: one clock (Python's) for Loom's windows and
+            # its own messages, which a test can shift.
+            producer.produce(topic, value=value, key=key, headers=list(headers.items()), on_delivery=delivered,
+                             timestamp=time.time_ns() // 1_000_000)
             producer.poll(0)
             count += 1
         remaining = producer.flush(self.timeout * 6)

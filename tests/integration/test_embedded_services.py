@@ -90,7 +90,7 @@ def produce(bootstrap: str, topic: str, values: list[bytes], timestamps: list[in
     """Produce ``values`` to partition 0 of ``topic`` and wait until all are acknowledged."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     for i, value in enumerate(values):
-        kwargs = {"timestamp": timestamps[i]} if timestamps else {}
+        kwargs = {"timestamp": timestamps[i] if timestamps else time.time_ns() // 1_000_000}
         producer.produce(topic, value=value, partition=0, **kwargs)
     assert producer.flush(15) == 0, "messages not acknowledged"
 

@@ -1,6 +1,7 @@
 """Bad input loses nothing, and every offset lands in exactly one window."""
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -101,7 +102,8 @@ def test_a_message_with_an_old_timestamp_lands_in_the_window_being_planned(loom_
     old = datetime.now(UTC) - timedelta(days=3)
     producer = Producer({"bootstrap.servers": loom_env["bootstrap"]})
     # Recorded three days ago, sent now (a phone that was offline): its Kafka timestamp is now.
-    producer.produce(TOPIC, value=flat(old, app_identifier="com.late", event_type="launch"), key=DEVICE.encode())
+    producer.produce(TOPIC, value=flat(old, app_identifier="com.late", event_type="launch"), key=DEVICE.encode(),
+                     timestamp=time.time_ns() // 1_000_000)
     producer.flush(10)
     invoke("process", "--through-now", "--flow", "app_lifecycle")
     raw = table(loom_env["database_url"], "app_lifecycle_raw")

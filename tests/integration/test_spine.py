@@ -2,6 +2,7 @@
 table of the light flows, traceable to topic/partition/offset, and idempotent re-runs."""
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -42,7 +43,7 @@ def nested(at: datetime, message_type: str, **data) -> bytes:
 def produce(bootstrap: str, messages: list[tuple[str, bytes]], key: bytes = DEVICE.encode()) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 64 * 1024 * 1024})
     for topic, value in messages:
-        producer.produce(topic, value=value, key=key)
+        producer.produce(topic, value=value, key=key, timestamp=time.time_ns() // 1_000_000)
     assert producer.flush(30) == 0
 
 

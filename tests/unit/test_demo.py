@@ -575,7 +575,9 @@ def test_replay_as_fast_as_possible():
     topic, kwargs = producer.produced[0]
     assert topic == messages[0].topic and kwargs["key"] == messages[0].key
     assert kwargs["value"] == messages[0].value and kwargs["headers"] == list(messages[0].headers)
-    assert "timestamp" not in kwargs  # producer time: future event times would be rejected
+    # the time of sending, not the event time: future event times would be rejected
+    sent_at = [kwargs["timestamp"] for _, kwargs in producer.produced]
+    assert sent_at == sorted(sent_at) and sent_at[0] != int(messages[0].timestamp.timestamp() * 1000)
 
 
 def test_replay_at_speed_paces_and_stamps_event_time():
