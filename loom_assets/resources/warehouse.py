@@ -20,6 +20,7 @@ from dagster import (
     ConfigurableIOManagerFactory,
     ConfigurableResource,
     InputContext,
+    MetadataValue,
     OutputContext,
     TableColumn,
     TableSchema,
@@ -29,6 +30,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from loom_assets.settings import settings
+from loom_assets.stages.landing import Landing, refused
 from loom_assets.windows import OffsetRange
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -174,11 +176,16 @@ class Warehouse(ConfigurableResource):
     def replace_errors(self, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
         """Errors of a window are rewritten with the window, so a re-run leaves the same rows."""
         with self.connect() as conn, conn.transaction():
-            conn.execute(
-                "DELETE FROM processing_errors WHERE flow = %s AND window_start >= %s AND window_start < %s",
-                (flow, start, end),
-            )
-            copy_frame(conn, "processing_errors", errors)
+            replace_errors(conn, flow, start, end, errors)
+
+
+def replace_errors(conn: psycopg.Connection, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
+    """The error rows of `flow` for windows in [start, end), in the caller's transaction."""
+    conn.execute(
+        "DELETE FROM processing_errors WHERE flow = %s AND window_start >= %s AND window_start < %s",
+        (flow, start, end),
+    )
+    copy_frame(conn, "processing_errors", errors)
 
 
 # -- DataFrame <-> PostgreSQL -------------------------------------------------------------------
@@ -237,6 +244,49 @@ def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame,
         for row in zip(*values, strict=True):
             copy.write_row(row)
     return len(frame)
+
+
+# SQLSTATE classes that blame the rows, not the connection: 22 data exception (a NUL in text,
+# a number out of range), 23 integrity constraint violation, 54 program limit exceeded (an
+# index row too large).
+DATA_SQLSTATE_CLASSES = ("22", "23", "54")
+
+
+def refuses_data(error: BaseException) -> bool:
+    """Whether `error` from a COPY is about the rows written (so retrying cannot help), not the
+    connection or the server. Python-side conversion of a value fails with the builtin errors."""
+    if isinstance(error, psycopg.Error):
+        return (error.sqlstate or "")[:2] in DATA_SQLSTATE_CLASSES
+    return isinstance(error, ValueError | TypeError | OverflowError | RecursionError)
+
+
+def copy_refusing(conn: psycopg.Connection, table: str, frame: pd.DataFrame,
+                  columns: Mapping[str, tuple[str, int]]) -> dict[int, str]:
+    """COPY `frame` into `table` in the caller's transaction, leaving out the rows PostgreSQL
+    refuses on their data, found by bisecting the batch (each try under its own savepoint).
+    Returns their positions in `frame` with the reason; any other failure raises."""
+    unknown = [c for c in frame.columns if c not in columns]
+    if unknown:  # a missing migration is the deployment's fault, never the rows'
+        raise ValueError(f"{table} has no column(s) {unknown}; add them in a sql/ migration")
+    refusals: dict[int, str] = {}
+
+    def attempt(start: int, stop: int) -> None:
+        try:
+            with conn.transaction():
+                copy_frame(conn, table, frame.iloc[start:stop], columns)
+        except Exception as error:
+            if not refuses_data(error):
+                raise
+            if stop - start == 1:
+                refusals[start] = f"{type(error).__name__}: {str(error)[:500]}"
+                return
+            middle = (start + stop) // 2
+            attempt(start, middle)
+            attempt(middle, stop)
+
+    if not frame.empty:
+        attempt(0, len(frame))
+    return refusals
 
 
 def ensure_partitions(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
@@ -353,6 +403,40 @@ class DataFrameHandler(DbTypeHandler[pd.DataFrame]):
         return [pd.DataFrame]
 
 
+class LandingHandler(DbTypeHandler[Landing]):
+    """A raw window: its rows and its error rows in the one transaction that replaces the window
+    (issue 11: error rows used to be written apart, before the rows, once per retry). Rows
+    PostgreSQL still refuses become error rows; the asset finds them in the `Landing` it passed,
+    updated here, and publishes its error topic after the commit."""
+
+    def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: Landing, connection):
+        columns = table_columns(connection, table_slice.table)
+        refusals = copy_refusing(connection, table_slice.table, obj.rows, columns)
+        if refusals:
+            context.log.warning(f"{table_slice.table}: PostgreSQL refused {len(refusals)} row(s); kept as error rows")
+        landed = refused(obj, refusals)
+        (window,) = [d.partitions for d in table_slice.partition_dimensions]
+        replace_errors(connection, landed.flow, window.start, window.end, landed.errors)
+        obj.rows, obj.errors, obj.records = landed.rows, landed.errors, landed.records
+        return {
+            "dagster/row_count": len(landed.rows),
+            "rows": len(landed.rows),
+            "errors": len(landed.errors),
+            "error_types": MetadataValue.json(landed.errors["error_type"].value_counts().to_dict()),
+            "refused_by_database": len(refusals),
+            "dagster/column_schema": TableSchema(
+                columns=[TableColumn(name, type_name) for name, (type_name, _) in columns.items()]
+            ),
+        }
+
+    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> Landing:
+        raise NotImplementedError("raw tables load as DataFrames")
+
+    @property
+    def supported_types(self) -> Sequence[type]:
+        return [Landing]
+
+
 class _LoomDbIOManager(DbIOManager):
     """Tables are named `<flow>_<stage>` after the asset key `[flow, stage]` (DESIGN §2)."""
 
@@ -368,7 +452,7 @@ class HypertableIOManager(ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context) -> DbIOManager:
         return _LoomDbIOManager(
-            type_handlers=[DataFrameHandler()],
+            type_handlers=[DataFrameHandler(), LandingHandler()],
             db_client=PostgresClient(resolve_database_url(self.database_url)),
             database="loom",
             io_manager_name="HypertableIOManager",

@@ -138,3 +138,153 @@ def test_catching_up_splits_closed_windows_by_the_brokers_timestamp_lookup(loom_
     assert [w.records for w in planned] == [3, 2]
     assert [r for r in planned[0].ranges if r.count] == [OffsetRange(TOPIC, 0, 0, 3)]
     assert [r for r in planned[1].ranges if r.count] == [OffsetRange(TOPIC, 0, 3, 5)]
+
+
+# -- a record costs only itself (issue 11) ------------------------------------------------------
+def _with_deep_metadata(value: bytes, depth: int = 1000) -> bytes:
+    """`value` (a flat envelope) with metadata nested `depth` levels: json.dumps cannot make it."""
+    return value[:-1] + b', "metadata": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
+
+
+def _mixed_window(now: datetime) -> dict[str, tuple[str, list[bytes], dict[bytes, str]]]:
+    """Per flow: its topic, good records, and bad records with the error type each must get."""
+    from tests.integration.test_spine import nested
+
+    app = "os.events.app_lifecycle.raw"
+    wifi = "device.network.wifi.raw"
+    hn = "external.hackernews.activity.raw"
+    long_id = "d" * 10_000
+    story = {"story_id": 41800001, "type": "liked_story", "title": "A story", "score": 12}
+    return {
+        "app_lifecycle": (app, [flat(now, app_identifier="com.ok", event_type="launch"),
+                                flat(now, app_identifier="com.ok", event_type="background")], {
+            flat(now, app_identifier="com.nul\u0000", event_type="launch"): "invalid_text",
+            flat(now, app_identifier="com.ok", event_type="launch", metadata={"k\u0000": 1}): "invalid_text",
+            json.dumps({**json.loads(flat(now, app_identifier="a", event_type="launch")),
+                        "recorded_at": 10**20}).encode(): "timestamp_out_of_range",
+            json.dumps({**json.loads(flat(now, app_identifier="a", event_type="launch")),
+                        "recorded_at": "2300-01-01T00:00:00Z"}).encode(): "timestamp_out_of_range",
+            _with_deep_metadata(flat(now, app_identifier="com.deep", event_type="launch")): "too_deeply_nested",
+            json.dumps({**json.loads(flat(now, app_identifier="a", event_type="launch")),
+                        "device_id": long_id}).encode(): "id_too_long",
+        }),
+        "network_events": (wifi, [nested(now, "wifi", ssid="Home", connected=True, channel=6),
+                                  nested(now, "wifi", ssid="", connected=False)], {
+            nested(now, "wifi", ssid="\u0000\u0000\u0000", connected=True): "invalid_text",
+            nested(now, "wifi", ssid="Home", connected=True, metadata={"note": "x\u0000"}): "invalid_text",
+            nested(now, "wifi", ssid="Home", connected=True, channel=2**40): "integer_out_of_range",
+            json.dumps({**json.loads(nested(now, "wifi", ssid="Home", connected=True)),
+                        "device_id": "phone\u0000"}).encode(): "invalid_text",
+        }),
+        "hackernews": (hn, [flat(now, **story), flat(now, **{**story, "story_id": 41800002})], {
+            # An integer past 64 bits, as the API would send it: json.dumps cannot.
+            flat(now, **story)[:-1] + b', "comment_count": 123456789012345678901234567890}': "integer_out_of_range",
+            flat(now, **{**story, "score": 2**40}): "integer_out_of_range",
+            flat(now, **{**story, "title": "nul\u0000"}): "invalid_text",
+            flat(now, **{**story, "created_at": "9999-01-01T00:00:00Z"}): "timestamp_out_of_range",
+        }),
+    }
+
+
+def test_a_window_mixing_good_and_unstorable_records_lands_on_the_first_attempt(loom_env):
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+
+    from loom_assets import definitions
+    from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
+
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    flows = _mixed_window(now)
+    for topic, good, bad in flows.values():
+        produce(loom_env["bootstrap"], [(topic, v) for v in [good[0], *bad, good[1]]])
+
+    invoke("process", "--through-now", "--flow", "app_lifecycle")
+    invoke("process", "--through-now", "--flow", "network_events")
+    # The Hacker News stages read the web and load an embedding model: only its raw landing runs.
+    flow, resources = definitions.flow_named("hackernews"), definitions.resources()
+    instance = DagsterInstance.get()
+    planned = plan_closed_windows(flow, resources["kafka"], resources["warehouse"], datetime.now(UTC), through_now=True)
+    job = definitions.defs.resolve_job_def(flow.job.name).get_subset(asset_selection={flow.key("raw")})
+    for request in run_requests(flow, resources["warehouse"], datetime.now(UTC), planned):
+        assert job.execute_in_process(partition_key=request.partition_key, instance=instance,
+                                      raise_on_error=False).success
+
+    url = loom_env["database_url"]
+    errors = table(url, "processing_errors")
+    for name, (topic, good, bad) in flows.items():
+        rows = table(url, f"{name}_raw")
+        flow_errors = errors[errors["flow"] == name]
+        with psycopg.connect(url) as conn:
+            planned_count = conn.execute(
+                "SELECT sum(end_offset - start_offset) FROM loom_offset_log WHERE flow = %s", (name,)
+            ).fetchone()[0]
+        assert len(rows) == len(good), name
+        assert len(rows) + len(flow_errors) == planned_count == len(good) + len(bad), name
+        assert {bytes(v): t for v, t in zip(flow_errors["original_value"], flow_errors["error_type"])} == bad
+
+    # Every run succeeded on its first attempt: data errors are never retried.
+    runs = instance.get_runs()
+    assert runs and all(run.status == DagsterRunStatus.SUCCESS for run in runs)
+    for run in runs:
+        assert not instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+        assert not instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+
+    # Each error row was announced once on its flow's error topic.
+    for name, (_, _, bad) in flows.items():
+        assert sorted(_error_topic(loom_env["bootstrap"], name, expect=len(bad))) == sorted(bad), name
+
+
+def _error_topic(bootstrap: str, flow: str, expect: int) -> list[bytes]:
+    """The values on `flow`'s error topic: `expect` of them, then a second's wait for any more."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"errors-{flow}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([f"processing.errors.{flow}"])
+    values: list[bytes] = []
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    quiet_until = None
+    while datetime.now(UTC) < deadline and (quiet_until is None or datetime.now(UTC) < quiet_until):
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            values.append(message.value())
+        if len(values) >= expect and quiet_until is None:
+            quiet_until = datetime.now(UTC) + timedelta(seconds=2)
+    consumer.close()
+    return values
+
+
+def test_rows_postgresql_refuses_become_error_rows_and_the_rest_of_the_window_lands(loom_env):
+    """Validation should leave nothing for PostgreSQL to refuse; if it does, bisecting the COPY
+    finds the refused rows and the rest land in the same transaction."""
+    import secrets
+
+    from loom_assets.events import Record
+    from loom_assets.resources.warehouse import copy_refusing, table_columns
+    from loom_assets.stages.landing import land, refused
+
+    window = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    records = [(window, Record(TOPIC, 0, i, b"k", flat(window, app_identifier=f"app.{i}", event_type="launch"),
+                               None, {})) for i in range(12)]
+    landing = land("app_lifecycle", [TOPIC], records, window, 10**6)
+    rows = landing.rows
+    rows["metadata"] = rows["metadata"].astype(object)
+    deep: dict = {}
+    cursor = deep
+    for _ in range(2000):
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    rows.loc[1, "app_identifier"] = "nul\u0000"                  # invalid byte sequence (22021)
+    rows.loc[4, "event_type"] = "explode"                        # check constraint (23514)
+    rows.at[7, "metadata"] = deep                                 # RecursionError dumping jsonb
+    rows.loc[10, "device_id"] = secrets.token_urlsafe(8000)      # index row too large (54000)
+
+    with psycopg.connect(loom_env["database_url"]) as conn:
+        with conn.transaction():
+            refusals = copy_refusing(conn, "app_lifecycle_raw", rows, table_columns(conn, "app_lifecycle_raw"))
+        landed = conn.execute("SELECT source_offset FROM app_lifecycle_raw ORDER BY source_offset").fetchall()
+
+    assert sorted(refusals) == [1, 4, 7, 10]
+    assert [offset for (offset,) in landed] == [0, 2, 3, 5, 6, 8, 9, 11]
+    after = refused(landing, refusals)
+    assert after.errors["source_offset"].tolist() == [1, 4, 7, 10]
+    assert set(after.errors["error_type"]) == {"refused_by_database"}
+    assert after.errors["original_value"].tolist() == [records[i][1].value for i in (1, 4, 7, 10)]
+    assert after.rows["source_offset"].tolist() == [offset for (offset,) in landed]
