@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from loom_assets.events import PAYLOAD_MODELS
 from tests.integration.test_spine import DEVICE, flat, invoke, produce, table
 
 pytestmark = pytest.mark.integration
@@ -288,3 +289,51 @@ def test_rows_postgresql_refuses_become_error_rows_and_the_rest_of_the_window_la
     assert set(after.errors["error_type"]) == {"refused_by_database"}
     assert after.errors["original_value"].tolist() == [records[i][1].value for i in (1, 4, 7, 10)]
     assert after.rows["source_offset"].tolist() == [offset for (offset,) in landed]
+
+
+@pytest.fixture
+def migrated_database(postgres):
+    from loom_assets.embedded.postgres import create_database
+    from loom_assets.resources.warehouse import apply_migrations
+
+    url = create_database(postgres.uri, f"loom_fuzz_{datetime.now(UTC):%H%M%S%f}")
+    apply_migrations(url)
+    return url
+
+
+@pytest.mark.parametrize("topic", sorted(PAYLOAD_MODELS))
+def test_postgresql_stores_every_row_that_validation_lets_through(migrated_database, topic):
+    """Fuzzed windows of every raw topic, COPYed into the real table: validation must leave
+    PostgreSQL nothing to refuse (bisection is only a safety net)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from loom_assets import definitions
+    from loom_assets.events import Record
+    from loom_assets.resources.warehouse import copy_refusing, table_columns
+    from loom_assets.stages.landing import land, store_blobs
+    from tests.unit.test_decoding_properties import VALID_PAYLOADS, flat, mangled_bytes, mutated_body, to_bytes
+
+    flow = next(f for f in definitions.FLOWS if topic in f.topics)
+    table_name = f"{flow.name}_raw"
+    window = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    landed = []
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def window_lands(data):
+        values = [to_bytes(flat(dict(VALID_PAYLOADS[topic])))]
+        values += [data.draw(mangled_bytes(to_bytes(data.draw(mutated_body(topic))))) for _ in range(data.draw(st.integers(1, 6)))]
+        records = [(window, Record(topic, 0, i, None, v, int(window.timestamp() * 1000), {})) for i, v in enumerate(values)]
+        landing = land(flow.name, flow.topics, records, window, 10**6)
+        rows = store_blobs(landing.rows, flow.topics, lambda data: "blob://fuzz")
+        with psycopg.connect(migrated_database) as conn:
+            transaction = conn.transaction(force_rollback=True)
+            with transaction:
+                refusals = copy_refusing(conn, table_name, rows, table_columns(conn, table_name))
+        assert refusals == {}, [(landing.records[i].value, reason) for i, reason in refusals.items()]
+        landed.append(len(rows))
+
+    window_lands()
+    assert sum(landed) >= len(landed)  # every example landed at least its valid seed
+
