@@ -11,9 +11,7 @@ record, not a crash.
 
 import base64
 import binascii
-import math
 import re
-import typing
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -29,6 +27,18 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     model_validator,
+)
+
+from loom_assets.storable import (
+    EARLIEST_TIME,
+    ID,
+    LATEST_TIME,
+    IdText,
+    Int32,
+    Stored,
+    payload_problem,
+    problem,
+    time_problem,
 )
 
 ENVELOPE_COLUMNS = (
@@ -48,37 +58,6 @@ class InvalidMessage(Exception):
         super().__init__(message)
         self.error_type = error_type
         self.device_id = device_id  # when the envelope told it, for the error row
-
-
-# -- what PostgreSQL can store (issue 11: one such record used to fail its whole window) -------
-# Checked once here for every topic, after the payload model, so a record PostgreSQL would
-# refuse becomes its own error row instead of failing the window's COPY.
-BIGINT = (-(2**63), 2**63 - 1)
-INTEGER = (-(2**31), 2**31 - 1)
-# Ids are indexed (`(device_id, time)` on every raw table) and a btree entry holds ~2.7 kB at
-# most; 256 is far above any real device, message or event id.
-MAX_ID_LENGTH = 256
-# jsonb is written through Python's json module, which recurses per level; 64 levels is far
-# beyond any payload's metadata and far below the interpreter's recursion limit.
-MAX_JSON_DEPTH = 64
-# Event times outside this range are clock or unit errors (seconds read as microseconds …),
-# and pandas' nanosecond timestamps end in 2262.
-EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-class Stored(NamedTuple):
-    """How a payload field is stored, where plain `int`/`str` would say too little: an
-    `integer` (not `bigint`) column, or an indexed id. Used as `Annotated` metadata."""
-
-    integer_range: tuple[int, int] = BIGINT
-    max_length: int | None = None
-
-
-# An `int` field whose column is `integer` in sql/ (a plain `int` field is `bigint`).
-Int32 = Annotated[int, Stored(integer_range=INTEGER)]
-# A text field that is an id (length-limited like the envelope's ids).
-IdText = Annotated[str, Stored(max_length=MAX_ID_LENGTH)]
 
 
 class Payload(BaseModel):
@@ -428,13 +407,15 @@ def parse_time(value: Any) -> datetime | None:
 
 def in_time_range(value: datetime, what: str) -> datetime:
     """`value` if it lies in EARLIEST_TIME … LATEST_TIME (naive is UTC), else timestamp_out_of_range."""
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    if not EARLIEST_TIME <= aware < LATEST_TIME:
-        raise InvalidMessage(
-            "timestamp_out_of_range",
-            f"{what} {value.isoformat()} is outside {EARLIEST_TIME:%Y-%m-%d} … {LATEST_TIME:%Y-%m-%d}",
-        )
+    if found := time_problem(value, what):
+        raise InvalidMessage(*found)
     return value
+
+
+def check_storable(where: str, value: Any, stored: Stored = ID) -> None:
+    """Raise `InvalidMessage` if PostgreSQL could not store `value` (see `storable`)."""
+    if found := problem(where, value, stored):
+        raise InvalidMessage(*found)
 
 
 @lru_cache(maxsize=256)
@@ -529,7 +510,8 @@ def _message(topic: str, body: dict, fields: dict, device_id: str, partition: in
         # pydantic refuses integers past 64 bits itself: say so with the storability check's type.
         too_big = all(e["type"] == "int_parsing_size" for e in error.errors())
         raise InvalidMessage("integer_out_of_range" if too_big else "validation_error", _short(error)) from None
-    check_payload_storable(payload)
+    if found := payload_problem(payload):
+        raise InvalidMessage(*found)
 
     headers = headers or {}
     trace_id = body.get("trace_id") or _text(headers.get("trace_id"))
@@ -550,74 +532,6 @@ def _message(topic: str, body: dict, fields: dict, device_id: str, partition: in
     for name in ("schema_version", "message_id", "trace_id"):
         check_storable(name, getattr(message, name), ID)
     return message
-
-
-# -- storability ------------------------------------------------------------------------------
-ID = Stored(max_length=MAX_ID_LENGTH)
-_PLAIN = Stored()
-
-
-def check_payload_storable(payload: Payload) -> None:
-    """Raise `InvalidMessage` if PostgreSQL could not store one of the payload's fields."""
-    stored = _stored_fields(type(payload))
-    for name, value in payload.__dict__.items():
-        check_storable(name, value, stored.get(name, _PLAIN))
-
-
-def check_storable(where: str, value: Any, stored: Stored = _PLAIN, depth: int = 0) -> None:
-    """Raise `InvalidMessage` if PostgreSQL could not store `value` (a field, or JSON inside
-    one): NUL in text or keys, integers past the column's range, JSON nested past
-    MAX_JSON_DEPTH, ids past MAX_ID_LENGTH, times outside EARLIEST_TIME … LATEST_TIME."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidMessage("invalid_text", f"{where}: text holds a NUL character, which PostgreSQL cannot store")
-        if stored.max_length is not None and len(value) > stored.max_length:
-            raise InvalidMessage("id_too_long", f"{where}: {len(value)} characters, more than {stored.max_length}")
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int):
-        low, high = stored.integer_range
-        if not low <= value <= high:
-            raise InvalidMessage("integer_out_of_range", f"{where}: {_digits(value)} is outside [{low}, {high}]")
-    elif isinstance(value, float):
-        if depth and not math.isfinite(value):  # a float column holds NaN and ±Infinity; jsonb does not
-            raise InvalidMessage("invalid_number", f"{where}: {value} cannot be stored in JSON")
-    elif isinstance(value, datetime):
-        in_time_range(value, where)
-    elif isinstance(value, dict | list):
-        if depth >= MAX_JSON_DEPTH:
-            raise InvalidMessage("too_deeply_nested", f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(key, str):
-                check_storable(f"{where} key", key, _PLAIN, depth + 1)
-            check_storable(where, item, _PLAIN, depth + 1)
-
-
-def _digits(value: int) -> str:
-    # str() of an int past 4,300 digits raises; the bit length says enough.
-    return str(value) if value.bit_length() < 256 else f"an integer of {value.bit_length()} bits"
-
-
-@lru_cache(maxsize=64)
-def _stored_fields(model: type[Payload]) -> dict[str, Stored]:
-    """Fields whose annotation carries `Stored` metadata (Int32, IdText), at any depth."""
-
-    def find(annotation: Any) -> Stored | None:
-        for meta in getattr(annotation, "__metadata__", ()):
-            if isinstance(meta, Stored):
-                return meta
-        for arg in typing.get_args(annotation):
-            if (found := find(arg)) is not None:
-                return found
-        return None
-
-    stored = {}
-    for name, field in model.model_fields.items():
-        found = next((m for m in field.metadata if isinstance(m, Stored)), None) or find(field.annotation)
-        if found is not None:
-            stored[name] = found
-    return stored
 
 
 def payload_columns(topic: str) -> tuple[str, ...]:

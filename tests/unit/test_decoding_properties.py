@@ -12,17 +12,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from loom_assets.events import (
-    EARLIEST_TIME,
-    LATEST_TIME,
-    MAX_ID_LENGTH,
-    MAX_JSON_DEPTH,
-    PAYLOAD_MODELS,
-    InvalidMessage,
-    Record,
-    decode,
-)
+from loom_assets.events import PAYLOAD_MODELS, InvalidMessage, Record, decode
 from loom_assets.stages.landing import ERROR_COLUMNS, land
+from loom_assets.storable import EARLIEST_TIME, LATEST_TIME, MAX_ID_LENGTH, MAX_JSON_DEPTH
 
 EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WINDOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
