@@ -1,6 +1,7 @@
 """Bad input loses nothing, and every offset lands in exactly one window."""
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -234,13 +235,14 @@ def test_a_window_mixing_good_and_unstorable_records_lands_on_the_first_attempt(
         assert sorted(_error_topic(loom_env["bootstrap"], name, expect=len(bad))) == sorted(bad), name
 
 
-def _error_topic(bootstrap: str, flow: str, expect: int) -> list[bytes]:
-    """The values on `flow`'s error topic: `expect` of them, then a second's wait for any more."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"errors-{flow}",
+def _error_topic(bootstrap: str, flow: str, expect: int, wait_s: float = 30) -> list[bytes]:
+    """The values on `flow`'s error topic: `expect` of them (waiting up to `wait_s`), then two
+    seconds more for any repeats."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"errors-{flow}-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([f"processing.errors.{flow}"])
     values: list[bytes] = []
-    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    deadline = datetime.now(UTC) + timedelta(seconds=wait_s)
     quiet_until = None
     while datetime.now(UTC) < deadline and (quiet_until is None or datetime.now(UTC) < quiet_until):
         message = consumer.poll(0.5)
@@ -337,3 +339,34 @@ def test_postgresql_stores_every_row_that_validation_lets_through(migrated_datab
     window_lands()
     assert sum(landed) >= len(landed)  # every example landed at least its valid seed
 
+
+
+def test_the_error_topic_hears_of_a_windows_errors_only_after_its_rows_commit(loom_env):
+    """The window's write is held on a lock: while it waits, nothing is on the error topic."""
+    import threading
+
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    bad = [b"{not json", flat(now, app_identifier="nul\u0000", event_type="launch")]
+    produce(loom_env["bootstrap"], [(TOPIC, flat(now, app_identifier="com.ok", event_type="launch")),
+                                    *((TOPIC, v) for v in bad)])
+    url = loom_env["database_url"]
+    outcome: dict = {}
+    with psycopg.connect(url) as holder:
+        holder.execute("LOCK TABLE app_lifecycle_raw IN ACCESS EXCLUSIVE MODE")
+        run = threading.Thread(target=lambda: outcome.setdefault(
+            "output", invoke("process", "--through-now", "--flow", "app_lifecycle")))
+        run.start()
+        with psycopg.connect(url, autocommit=True) as watcher:
+            waiting = 0
+            deadline = datetime.now(UTC) + timedelta(seconds=60)
+            while not waiting and datetime.now(UTC) < deadline:
+                waiting = watcher.execute(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'app_lifecycle_raw'::regclass AND NOT granted"
+                ).fetchone()[0]
+        assert waiting, "the window's write never reached the locked table"
+        assert _error_topic(loom_env["bootstrap"], "app_lifecycle", expect=1, wait_s=5) == []
+        holder.rollback()  # releases the lock
+    run.join(timeout=120)
+    assert "output" in outcome, "loom process did not finish"
+    assert len(table(url, "app_lifecycle_raw")) == 1
+    assert sorted(_error_topic(loom_env["bootstrap"], "app_lifecycle", expect=len(bad))) == sorted(bad)
