@@ -152,8 +152,10 @@ class Flow:
             # moves rows PostgreSQL refuses into `landing.errors`; the code after this yield runs
             # once it has committed, so the error topic never announces what did not land.
             yield Output(landing, metadata=metadata)
-            if not landing.errors.empty:
-                kafka.publish(flow.error_topic, error_messages(landing.errors))
+            unannounced = landing.errors[landing.errors["published_at"].isna()]
+            if not unannounced.empty:
+                kafka.publish(flow.error_topic, error_messages(unannounced))
+                warehouse.mark_published(flow.name, window.start, window.end, unannounced)
             context.log.info(
                 f"{flow.name} {window.start:%Y-%m-%d %H:%M}–{window.end:%H:%M}: {read} records read, "
                 f"{len(landing.rows)} rows, {len(landing.errors)} errors "

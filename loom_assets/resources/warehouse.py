@@ -173,6 +173,18 @@ class Warehouse(ConfigurableResource):
         return self.query(statement, {"w": window_start, "s": float(seconds)})
 
     # -- errors -----------------------------------------------------------------------------
+    def mark_published(self, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
+        """Record that `errors` (rows of `flow`'s windows in [start, end)) are on the error topic."""
+        with self.connect() as conn:
+            conn.execute(
+                "UPDATE processing_errors e SET published_at = now()"
+                " FROM unnest(%s::text[], %s::integer[], %s::bigint[]) AS u(topic, partition, offset_)"
+                " WHERE e.flow = %s AND e.window_start >= %s AND e.window_start < %s AND e.published_at IS NULL"
+                " AND e.source_topic = u.topic AND e.source_partition = u.partition AND e.source_offset = u.offset_",
+                (list(errors["source_topic"]), [int(p) for p in errors["source_partition"]],
+                 [int(o) for o in errors["source_offset"]], flow, start, end),
+            )
+
     def replace_errors(self, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
         """Errors of a window are rewritten with the window, so a re-run leaves the same rows."""
         with self.connect() as conn, conn.transaction():
@@ -181,6 +193,15 @@ class Warehouse(ConfigurableResource):
 
 def replace_errors(conn: psycopg.Connection, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
     """The error rows of `flow` for windows in [start, end), in the caller's transaction."""
+    if "published_at" in errors:
+        # A record that was an error before, for the same reason, keeps its announcement.
+        published = dict(((t, p, o, e), at) for t, p, o, e, at in conn.execute(
+            "SELECT source_topic, source_partition, source_offset, error_type, published_at FROM processing_errors"
+            " WHERE flow = %s AND window_start >= %s AND window_start < %s AND published_at IS NOT NULL",
+            (flow, start, end),
+        ).fetchall())
+        keys = zip(errors["source_topic"], errors["source_partition"], errors["source_offset"], errors["error_type"])
+        errors["published_at"] = pd.to_datetime([published.get((t, int(p), int(o), e)) for t, p, o, e in keys], utc=True)
     conn.execute(
         "DELETE FROM processing_errors WHERE flow = %s AND window_start >= %s AND window_start < %s",
         (flow, start, end),

@@ -24,6 +24,7 @@ LINEAGE_COLUMNS = ("source_topic", "source_partition", "source_offset", "ingeste
 ERROR_COLUMNS = (
     "window_start", "flow", "source_topic", "source_partition", "source_offset", "error_type",
     "error_message", "original_key", "original_value", "original_size", "kafka_timestamp", "device_id",
+    "published_at",  # when it went to the error topic: the write fills in earlier announcements
 )
 
 
@@ -103,7 +104,9 @@ def land(
 
 
 def error_frame(errors: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame.from_records(errors, columns=list(ERROR_COLUMNS))
+    frame = pd.DataFrame.from_records(errors, columns=list(ERROR_COLUMNS))
+    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    return frame
 
 
 def _error_row(flow: str, window_start: datetime, record: Record, error: InvalidMessage) -> dict:

@@ -370,3 +370,29 @@ def test_the_error_topic_hears_of_a_windows_errors_only_after_its_rows_commit(lo
     assert "output" in outcome, "loom process did not finish"
     assert len(table(url, "app_lifecycle_raw")) == 1
     assert sorted(_error_topic(loom_env["bootstrap"], "app_lifecycle", expect=len(bad))) == sorted(bad)
+
+
+def test_landing_a_window_again_announces_none_of_its_errors_twice(loom_env):
+    from dagster import DagsterInstance
+
+    from loom_assets import definitions
+
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    bad = [b"{not json", flat(now, app_identifier="nul\u0000", event_type="launch")]
+    produce(loom_env["bootstrap"], [(TOPIC, flat(now, app_identifier="com.ok", event_type="launch")),
+                                    *((TOPIC, v) for v in bad)])
+    invoke("process", "--through-now", "--flow", "app_lifecycle")
+    url = loom_env["database_url"]
+    first = table(url, "processing_errors")
+    assert first["published_at"].notna().all() and len(first) == len(bad)
+
+    instance = DagsterInstance.get()
+    (window,) = {run.tags["dagster/partition"] for run in instance.get_runs()}
+    flow = definitions.flow_named("app_lifecycle")
+    job = definitions.defs.resolve_job_def(flow.job.name).get_subset(asset_selection={flow.key("raw")})
+    assert job.execute_in_process(partition_key=window, instance=instance).success
+
+    again = table(url, "processing_errors")
+    assert sorted(map(bytes, again["original_value"])) == sorted(bad)
+    assert again["published_at"].tolist() == first["published_at"].tolist()
+    assert sorted(_error_topic(loom_env["bootstrap"], "app_lifecycle", expect=len(bad))) == sorted(bad)
