@@ -118,7 +118,7 @@ def _error_row(flow: str, window_start: datetime, record: Record, error: Invalid
         "source_offset": record.offset,
         "error_type": error.error_type,
         # The message may quote the record: it must be storable text itself.
-        "error_message": str(error)[:MAX_ERROR_MESSAGE].replace("\x00", "\\x00"),
+        "error_message": _storable_text(str(error)[:MAX_ERROR_MESSAGE]),
         "original_key": record.key,
         "original_value": record.value,
         "original_size": len(record.value or b""),
@@ -127,6 +127,11 @@ def _error_row(flow: str, window_start: datetime, record: Record, error: Invalid
         # key by content hash).
         "device_id": error.device_id if _storable_id(error.device_id) else None,
     }
+
+
+def _storable_text(text: str) -> str:
+    """`text` without what PostgreSQL text (NUL) or UTF-8 (lone surrogates) cannot hold, escaped."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _storable_id(value: str | None) -> bool:
