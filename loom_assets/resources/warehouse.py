@@ -222,6 +222,10 @@ def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
 # int8: times go to binary COPY as int8 computed a column at a time, not as datetime objects.
 TIMESTAMPTZ_OID, INT8_OID = 1184, 20
 INTEGER_OIDS = {20, 21, 23}  # int8, int2, int4
+# psycopg's binary int2/int4 dumpers keep the low bits of a larger integer without a word
+# (2**32 + 7 is stored as 7): such a value is refused here, so it fails its row, not silently.
+INTEGER_RANGES = {20: (-(2**63), 2**63 - 1), 21: (-(2**15), 2**15 - 1), 23: (-(2**31), 2**31 - 1)}
+INTEGER_NAMES = {20: "bigint", 21: "smallint", 23: "integer"}
 PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
 
 
@@ -240,6 +244,12 @@ def _copy_column(column: pd.Series, oid: int) -> tuple[list, int]:
     missing = column.isna().to_numpy()
     if missing.any():
         values[missing] = None
+    if oid in INTEGER_RANGES and not missing.all():
+        low, high = INTEGER_RANGES[oid]
+        present = values[~missing]
+        if present.min() < low or present.max() > high:
+            outside = next(v for v in present if not low <= v <= high)
+            raise OverflowError(f"{column.name}: {outside} is out of range for {INTEGER_NAMES[oid]}")
     return values.tolist(), oid
 
 

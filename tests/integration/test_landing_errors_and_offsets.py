@@ -396,3 +396,47 @@ def test_landing_a_window_again_announces_none_of_its_errors_twice(loom_env):
     assert sorted(map(bytes, again["original_value"])) == sorted(bad)
     assert again["published_at"].tolist() == first["published_at"].tolist()
     assert sorted(_error_topic(loom_env["bootstrap"], "app_lifecycle", expect=len(bad))) == sorted(bad)
+
+
+def test_every_payload_field_in_an_integer_column_is_checked_against_its_range(migrated_database):
+    """Binary COPY would keep the low 32 bits of a larger integer: each payload field whose raw
+    column is `integer` or `smallint` must carry that range (`Int32`) in its model."""
+    from loom_assets import definitions
+    from loom_assets.events import payload_columns
+    from loom_assets.resources.warehouse import table_columns
+    from loom_assets.storable import BIGINT, INTEGER, stored_fields
+
+    ranges = {"integer": INTEGER, "smallint": (-(2**15), 2**15 - 1)}
+    checked = 0
+    with psycopg.connect(migrated_database) as conn:
+        for topic, versions in PAYLOAD_MODELS.items():
+            flow = next(f for f in definitions.FLOWS if topic in f.topics)
+            columns = table_columns(conn, f"{flow.name}_raw")
+            stored = stored_fields(versions[1])
+            for name in payload_columns(topic):
+                sql_type = columns.get(name, ("",))[0]
+                if sql_type in ranges:
+                    low, high = stored[name].integer_range if name in stored else BIGINT
+                    assert ranges[sql_type][0] <= low and high <= ranges[sql_type][1], f"{topic} {name} ({sql_type})"
+                    checked += 1
+    assert checked >= 15  # width/height/file_size, sample_rate, channel, score, …
+
+
+def test_an_integer_too_large_for_its_column_is_refused_never_truncated(migrated_database):
+    import pandas as pd
+
+    from loom_assets.resources.warehouse import copy_refusing, table_columns
+
+    window = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    rows = pd.DataFrame({
+        "window_start": [window] * 3, "device_id": ["d"] * 3, "recorded_at": [window] * 3,
+        "schema_version": ["1.0"] * 3, "message_id": ["m0", "m1", "m2"], "source_topic": ["t"] * 3,
+        "source_partition": [0] * 3, "source_offset": [0, 1, 2], "ingested_at": [window] * 3,
+        "connected": [True] * 3, "channel": pd.array([6, 2**32 + 7, None], dtype=object),
+    })
+    with psycopg.connect(migrated_database) as conn:
+        with conn.transaction():
+            refusals = copy_refusing(conn, "network_events_raw", rows, table_columns(conn, "network_events_raw"))
+        stored = conn.execute("SELECT source_offset, channel FROM network_events_raw ORDER BY source_offset").fetchall()
+    assert list(refusals) == [1] and "out of range for integer" in refusals[1]
+    assert stored == [(0, 6), (2, None)]
