@@ -30,9 +30,7 @@ from pydantic import (
 )
 
 from loom_assets.storable import (
-    EARLIEST_TIME,
     ID,
-    LATEST_TIME,
     IdText,
     Int32,
     Stored,

@@ -9,16 +9,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from loom_assets.events import (
-    ENVELOPE_COLUMNS,
-    ID,
-    InvalidMessage,
-    Record,
-    blob_fields,
-    check_storable,
-    decode,
-    payload_columns,
-)
+from loom_assets.events import ENVELOPE_COLUMNS, InvalidMessage, Record, blob_fields, decode, payload_columns
+from loom_assets.storable import ID, problem
 
 LINEAGE_COLUMNS = ("source_topic", "source_partition", "source_offset", "ingested_at")
 ERROR_COLUMNS = (
@@ -125,21 +117,13 @@ def _error_row(flow: str, window_start: datetime, record: Record, error: Invalid
         "kafka_timestamp": record.timestamp,
         # From the envelope when it was readable; the Kafka key is not always the device (fetchers
         # key by content hash).
-        "device_id": error.device_id if _storable_id(error.device_id) else None,
+        "device_id": error.device_id if problem("device_id", error.device_id, ID) is None else None,
     }
 
 
 def _storable_text(text: str) -> str:
     """`text` without what PostgreSQL text (NUL) or UTF-8 (lone surrogates) cannot hold, escaped."""
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _storable_id(value: str | None) -> bool:
-    try:
-        check_storable("device_id", value, ID)
-    except InvalidMessage:
-        return False
-    return True
 
 
 def refused(landing: Landing, refusals: Mapping[int, str]) -> Landing:
