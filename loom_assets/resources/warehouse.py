@@ -279,15 +279,18 @@ def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame,
 
 # SQLSTATE classes that blame the rows, not the connection: 22 data exception (a NUL in text,
 # a number out of range), 23 integrity constraint violation, 54 program limit exceeded (an
-# index row too large).
+# index row too large). A unique or exclusion violation is another writer's row, not a bad
+# one: it fails the write (issue 11 item 3 puts a unique key on raw tables' Kafka positions).
 DATA_SQLSTATE_CLASSES = ("22", "23", "54")
+CONFLICT_SQLSTATES = ("23505", "23P01")
 
 
 def refuses_data(error: BaseException) -> bool:
     """Whether `error` from a COPY is about the rows written (so retrying cannot help), not the
     connection or the server. Python-side conversion of a value fails with the builtin errors."""
     if isinstance(error, psycopg.Error):
-        return (error.sqlstate or "")[:2] in DATA_SQLSTATE_CLASSES
+        state = error.sqlstate or ""
+        return state[:2] in DATA_SQLSTATE_CLASSES and state not in CONFLICT_SQLSTATES
     return isinstance(error, ValueError | TypeError | OverflowError | RecursionError)
 
 

@@ -86,3 +86,19 @@ def test_an_error_message_quoting_a_nul_is_stored_escaped():
     message = landing.errors["error_message"].iloc[0]
     assert landing.errors["error_type"].iloc[0] == "invalid_timestamp"
     assert "\x00" not in message and "\\x00" in message
+
+
+def test_only_errors_that_blame_the_rows_are_bisected_into_error_rows():
+    import psycopg
+
+    from loom_assets.resources.warehouse import refuses_data
+
+    assert refuses_data(psycopg.errors.CharacterNotInRepertoire("NUL"))
+    assert refuses_data(psycopg.errors.CheckViolation("check"))
+    assert refuses_data(psycopg.errors.ProgramLimitExceeded("index row too large"))
+    assert refuses_data(OverflowError("int too big to convert"))
+    assert refuses_data(RecursionError())
+    assert not refuses_data(psycopg.errors.UniqueViolation("another writer's row"))
+    assert not refuses_data(psycopg.OperationalError("connection lost"))
+    assert not refuses_data(psycopg.errors.AdminShutdown("terminating connection"))
+    assert not refuses_data(ConnectionError())
