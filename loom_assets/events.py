@@ -29,6 +29,16 @@ from pydantic import (
     model_validator,
 )
 
+from loom_assets.storable import (
+    ID,
+    IdText,
+    Int32,
+    Stored,
+    payload_problem,
+    problem,
+    time_problem,
+)
+
 ENVELOPE_COLUMNS = (
     "device_id",
     "recorded_at",
@@ -78,9 +88,9 @@ class PowerReadingV1(Payload):
 class WifiReadingV1(Payload):
     ssid: str | None = None
     bssid: str | None = None
-    signal_strength: int | None = None
+    signal_strength: Int32 | None = None
     frequency: float | None = None
-    channel: int | None = None
+    channel: Int32 | None = None
     security: str | None = None  # `security_type` on some senders: see _FIELD_ALIASES
     connected: bool = False
     ip_address: str | None = None
@@ -103,7 +113,7 @@ class AccelerationV1(Payload):
     x: float = Field(allow_inf_nan=False)
     y: float = Field(allow_inf_nan=False)
     z: float = Field(allow_inf_nan=False)
-    accuracy: int | None = None  # Android's SENSOR_STATUS_* (0 unreliable … 3 high), when sent
+    accuracy: Int32 | None = None  # Android's SENSOR_STATUS_* (0 unreliable … 3 high), when sent
 
 
 # -- media: audio chunks and images (SPEC §3, §3.1) -------------------------------------------
@@ -134,12 +144,12 @@ class AudioChunkV1(Payload):
 
     data: Base64Bytes = Field(validation_alias=AliasChoices("data", "chunk_data", "audio_data"),
                               json_schema_extra=BLOB)
-    sample_rate: int = Field(gt=0, le=384_000)
-    channels: int = Field(default=1, ge=1, le=8)
+    sample_rate: Int32 = Field(gt=0, le=384_000)
+    channels: Int32 = Field(default=1, ge=1, le=8)
     format: str = Field(default="wav", validation_alias=AliasChoices("format", "encoding"))
-    duration_ms: int | None = Field(default=None, ge=0)
+    duration_ms: Int32 | None = Field(default=None, ge=0)
     file_id: str | None = None
-    chunk_number: int | None = None
+    chunk_number: Int32 | None = None
 
 
 class ImageV1(Payload):
@@ -147,10 +157,10 @@ class ImageV1(Payload):
 
     image_data: Base64Bytes = Field(json_schema_extra=BLOB)
     format: str = "jpeg"
-    width: int | None = Field(default=None, ge=0)
-    height: int | None = Field(default=None, ge=0)
+    width: Int32 | None = Field(default=None, ge=0)
+    height: Int32 | None = Field(default=None, ge=0)
     camera_type: str | None = None
-    file_size: int | None = Field(default=None, ge=0)
+    file_size: Int32 | None = Field(default=None, ge=0)
 
 
 OptionalBase64Bytes = Annotated[bytes | None, BeforeValidator(lambda v: None if v is None else _base64(v))]
@@ -163,10 +173,10 @@ class ScreenCaptureV1(Payload):
     image_data: OptionalBase64Bytes = Field(default=None, json_schema_extra=BLOB)
     video_data: OptionalBase64Bytes = Field(default=None, json_schema_extra=BLOB)
     format: str = "png"
-    width: int | None = Field(default=None, ge=0)
-    height: int | None = Field(default=None, ge=0)
+    width: Int32 | None = Field(default=None, ge=0)
+    height: Int32 | None = Field(default=None, ge=0)
     camera_type: str | None = None
-    file_size: int | None = Field(default=None, ge=0)
+    file_size: Int32 | None = Field(default=None, ge=0)
     duration: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     fps: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
@@ -186,7 +196,7 @@ class EmailMessageV1(Payload):
     raw_message: Base64Bytes | None = Field(default=None, validation_alias=AliasChoices("raw_message", "rfc822"))
     account: str | None = Field(default=None, validation_alias=AliasChoices("account", "source_account"))
     account_name: str | None = None
-    account_index: int | None = None
+    account_index: Int32 | None = None
     folder: str | None = None
     uid: int | None = Field(default=None, ge=1)          # IMAP UID (32-bit unsigned)
     uidvalidity: int | None = Field(default=None, ge=1)
@@ -222,7 +232,7 @@ class CalendarEventV1(Payload):
     Loom's calendar fetcher or Loom v2's (SPEC §2.3: `summary`, `source_calendar`, attendees as
     bare emails, no status). The same `event_id` again is a newer version of that occurrence."""
 
-    event_id: str = Field(min_length=1)
+    event_id: IdText = Field(min_length=1)
     uid: str | None = None
     # The occurrence's original start (RECURRENCE-ID): a moved occurrence keeps its event_id.
     recurrence_id: datetime | None = None
@@ -244,7 +254,7 @@ class CalendarEventV1(Payload):
     organizer: str | None = Field(default=None, validation_alias=AliasChoices("organizer", "organizer_email"))
     # [{email, name, partstat, role, cutype}] from Loom's fetcher; bare emails from Loom v2's.
     attendees: list[dict[str, Any] | str] | None = None
-    sequence: int | None = None
+    sequence: Int32 | None = None
     last_modified: datetime | None = None
     gps_point: str | None = None  # Loom v2's own Nominatim lookup, "POINT(lon lat)"
     content_hash: str | None = None
@@ -255,7 +265,10 @@ class CalendarEventV1(Payload):
         for name in ("start_time", "end_time", "recurrence_id", "last_modified"):
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC))
+                try:
+                    setattr(self, name, value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC))
+                except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+                    raise ValueError(f"{name} is out of range") from None
         if self.end_time is not None and self.end_time < self.start_time:
             raise ValueError("end_time is before start_time")
         return self
@@ -284,8 +297,8 @@ class HackerNewsItemV1(Payload):
     url: str | None = None  # none for Ask HN and other text posts
     text: str | None = None  # the post's own text, HTML as the API gives it
     author: str | None = Field(default=None, validation_alias=AliasChoices("author", "by"))
-    score: int | None = None
-    comment_count: int | None = Field(default=None,
+    score: Int32 | None = None
+    comment_count: Int32 | None = Field(default=None,
                                       validation_alias=AliasChoices("comment_count", "comments_count", "descendants"))
     kids: list[int] | None = None  # ids of the direct replies, in the site's ranking order
     created_at: datetime | None = Field(default=None, validation_alias=AliasChoices("created_at", "time"))
@@ -331,7 +344,14 @@ class Record(NamedTuple):
 
     @property
     def timestamp(self) -> datetime | None:
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC) if self.timestamp_ms else None
+        """The Kafka timestamp, or None where there is none or it is no sane time (a
+        producer may set any int64)."""
+        if not self.timestamp_ms:
+            return None
+        try:
+            return in_time_range(datetime.fromtimestamp(self.timestamp_ms / 1000, UTC), "kafka timestamp")
+        except (InvalidMessage, OverflowError, OSError, ValueError):
+            return None
 
 
 class Message(NamedTuple):
@@ -346,7 +366,7 @@ class Message(NamedTuple):
     payload: Payload
 
 
-_MAJOR = re.compile(r"^v?(\d+)(?:\.\d+)*$")
+_MAJOR = re.compile(r"^v?(\d{1,9})(?:\.\d{1,9})*$")
 
 
 def major_version(schema_version: str) -> int:
@@ -358,18 +378,42 @@ def major_version(schema_version: str) -> int:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """ISO-8601 text or epoch seconds/milliseconds → aware UTC; naive times are UTC (SPEC §2.1)."""
+    """ISO-8601 text or epoch seconds/milliseconds → aware UTC; naive times are UTC (SPEC §2.1).
+
+    Raises `ValueError` for what is not a time, `InvalidMessage` (timestamp_out_of_range) for a
+    time outside EARLIEST_TIME … LATEST_TIME."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, int | float):
         seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            parsed = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise InvalidMessage("timestamp_out_of_range", f"epoch time {value!r} is out of range") from None
+        return in_time_range(parsed, "time")
     if isinstance(value, str):
         parsed = datetime.fromisoformat(value)  # Python 3.11 reads "Z" itself
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    raise ValueError(f"not a time: {value!r}")
+        try:
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+            raise InvalidMessage("timestamp_out_of_range", f"time {value[:64]!r} is out of range") from None
+        return in_time_range(parsed, "time")
+    raise ValueError(f"not a time: {str(value)[:64]}")
+
+
+def in_time_range(value: datetime, what: str) -> datetime:
+    """`value` if it lies in EARLIEST_TIME … LATEST_TIME (naive is UTC), else timestamp_out_of_range."""
+    if found := time_problem(value, what):
+        raise InvalidMessage(*found)
+    return value
+
+
+def check_storable(where: str, value: Any, stored: Stored = ID) -> None:
+    """Raise `InvalidMessage` if PostgreSQL could not store `value` (see `storable`)."""
+    if found := problem(where, value, stored):
+        raise InvalidMessage(*found)
 
 
 @lru_cache(maxsize=256)
@@ -396,8 +440,19 @@ def decode(
 ) -> Message:
     """Decode one Kafka record of `topic` in either Loom v2 envelope.
 
-    Raises `InvalidMessage` for anything that cannot become a row; the caller keeps the bytes.
+    Raises `InvalidMessage`, and only that, for anything that cannot become a row (an error
+    nobody foresaw is `decode_failed`); the caller keeps the bytes.
     """
+    try:
+        return _decode(topic, value, partition, offset, kafka_timestamp_ms, headers)
+    except InvalidMessage:
+        raise
+    except Exception as error:  # noqa: BLE001 - a record costs only itself (issue 11)
+        raise InvalidMessage("decode_failed", f"{type(error).__name__}: {str(error)[:500]}") from error
+
+
+def _decode(topic: str, value: bytes | None, partition: int, offset: int,
+            kafka_timestamp_ms: int | None, headers: dict[str, bytes] | None) -> Message:
     if not value:
         raise InvalidMessage("empty_message", "the record has no value")
     try:
@@ -418,11 +473,14 @@ def decode(
     device_id = body.get("device_id") or fields.get("device_id") or DEFAULT_DEVICE_IDS.get(topic)
     if not isinstance(device_id, str) or not device_id.strip():
         raise InvalidMessage("missing_device_id", "device_id is missing or not a string")
+    check_storable("device_id", device_id, ID)
     try:
         return _message(topic, body, fields, device_id, partition, offset, kafka_timestamp_ms, headers)
     except InvalidMessage as error:
         error.device_id = device_id
         raise
+    except Exception as error:  # noqa: BLE001 - as in decode, but the device is known here
+        raise InvalidMessage("decode_failed", f"{type(error).__name__}: {str(error)[:500]}", device_id) from error
 
 
 def _message(topic: str, body: dict, fields: dict, device_id: str, partition: int, offset: int,
@@ -440,14 +498,18 @@ def _message(topic: str, body: dict, fields: dict, device_id: str, partition: in
             or parse_time(kafka_timestamp_ms)
         )
     except ValueError as error:
-        raise InvalidMessage("invalid_timestamp", str(error)) from None
+        raise InvalidMessage("invalid_timestamp", str(error)[:500]) from None
     if recorded_at is None:
         raise InvalidMessage("missing_timestamp", "no recorded_at, timestamp or Kafka timestamp")
 
     try:
         payload = model.model_validate(fields)
     except ValidationError as error:
-        raise InvalidMessage("validation_error", _short(error)) from None
+        # pydantic refuses integers past 64 bits itself: say so with the storability check's type.
+        too_big = all(e["type"] == "int_parsing_size" for e in error.errors())
+        raise InvalidMessage("integer_out_of_range" if too_big else "validation_error", _short(error)) from None
+    if found := payload_problem(payload):
+        raise InvalidMessage(*found)
 
     headers = headers or {}
     trace_id = body.get("trace_id") or _text(headers.get("trace_id"))
@@ -456,7 +518,7 @@ def _message(topic: str, body: dict, fields: dict, device_id: str, partition: in
     message_id = body.get("message_id") or fields.get("message_id") or str(
         uuid.uuid5(uuid.NAMESPACE_URL, f"kafka://{topic}/{partition}/{offset}")
     )
-    return Message(
+    message = Message(
         device_id=device_id,
         recorded_at=recorded_at,
         received_at=received_at,
@@ -465,6 +527,9 @@ def _message(topic: str, body: dict, fields: dict, device_id: str, partition: in
         trace_id=str(trace_id) if trace_id else None,
         payload=payload,
     )
+    for name in ("schema_version", "message_id", "trace_id"):
+        check_storable(name, getattr(message, name), ID)
+    return message
 
 
 def payload_columns(topic: str) -> tuple[str, ...]:

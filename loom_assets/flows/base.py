@@ -139,26 +139,28 @@ class Flow:
             landing = land(flow.name, flow.topics, records, datetime.now(UTC), settings().max_message_bytes)
             with warehouse.connect() as conn:
                 landing, erased = without_erased(landing, erased_devices(conn))
-            rows = store_blobs(landing.rows, flow.topics, blobs.put)
-            warehouse.replace_errors(flow.name, window.start, window.end, landing.errors)
-            if not landing.errors.empty:
-                kafka.publish(flow.error_topic, error_messages(landing.errors))
+            landing.rows = store_blobs(landing.rows, flow.topics, blobs.put)
             ranges = [r for window_ranges in plans.values() for r in window_ranges]
             read = sum(r.count for r in ranges)
             metadata = {
                 "offsets": MetadataValue.json(offsets_metadata(ranges)),
                 "windows_planned": len(plans),
                 "records_read": read,
-                "rows": len(rows),
-                "errors": len(landing.errors),
                 "erased_records_skipped": erased,
-                "error_types": MetadataValue.json(landing.errors["error_type"].value_counts().to_dict()),
             }
+            # The IO manager writes rows and error rows in one transaction (LandingHandler) and
+            # moves rows PostgreSQL refuses into `landing.errors`; the code after this yield runs
+            # once it has committed, so the error topic never announces what did not land.
+            yield Output(landing, metadata=metadata)
+            unannounced = landing.errors[landing.errors["published_at"].isna()]
+            if not unannounced.empty:
+                kafka.publish(flow.error_topic, error_messages(unannounced))
+                warehouse.mark_published(flow.name, window.start, window.end, unannounced)
             context.log.info(
                 f"{flow.name} {window.start:%Y-%m-%d %H:%M}–{window.end:%H:%M}: {read} records read, "
-                f"{len(rows)} rows, {len(landing.errors)} errors"
+                f"{len(landing.rows)} rows, {len(landing.errors)} errors "
+                f"{landing.errors['error_type'].value_counts().to_dict()}"
             )
-            yield Output(rows, metadata=metadata)
             rate = len(landing.errors) / read if read else 0.0
             yield AssetCheckResult(
                 check_name="error_rate",

@@ -20,6 +20,7 @@ from dagster import (
     ConfigurableIOManagerFactory,
     ConfigurableResource,
     InputContext,
+    MetadataValue,
     OutputContext,
     TableColumn,
     TableSchema,
@@ -29,6 +30,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from loom_assets.settings import settings
+from loom_assets.stages.landing import Landing, refused
 from loom_assets.windows import OffsetRange
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -171,14 +173,40 @@ class Warehouse(ConfigurableResource):
         return self.query(statement, {"w": window_start, "s": float(seconds)})
 
     # -- errors -----------------------------------------------------------------------------
+    def mark_published(self, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
+        """Record that `errors` (rows of `flow`'s windows in [start, end)) are on the error topic."""
+        with self.connect() as conn:
+            conn.execute(
+                "UPDATE processing_errors e SET published_at = now()"
+                " FROM unnest(%s::text[], %s::integer[], %s::bigint[]) AS u(topic, partition, offset_)"
+                " WHERE e.flow = %s AND e.window_start >= %s AND e.window_start < %s AND e.published_at IS NULL"
+                " AND e.source_topic = u.topic AND e.source_partition = u.partition AND e.source_offset = u.offset_",
+                (list(errors["source_topic"]), [int(p) for p in errors["source_partition"]],
+                 [int(o) for o in errors["source_offset"]], flow, start, end),
+            )
+
     def replace_errors(self, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
         """Errors of a window are rewritten with the window, so a re-run leaves the same rows."""
         with self.connect() as conn, conn.transaction():
-            conn.execute(
-                "DELETE FROM processing_errors WHERE flow = %s AND window_start >= %s AND window_start < %s",
-                (flow, start, end),
-            )
-            copy_frame(conn, "processing_errors", errors)
+            replace_errors(conn, flow, start, end, errors)
+
+
+def replace_errors(conn: psycopg.Connection, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
+    """The error rows of `flow` for windows in [start, end), in the caller's transaction."""
+    if "published_at" in errors:
+        # A record that was an error before, for the same reason, keeps its announcement.
+        published = dict(((t, p, o, e), at) for t, p, o, e, at in conn.execute(
+            "SELECT source_topic, source_partition, source_offset, error_type, published_at FROM processing_errors"
+            " WHERE flow = %s AND window_start >= %s AND window_start < %s AND published_at IS NOT NULL",
+            (flow, start, end),
+        ).fetchall())
+        keys = zip(errors["source_topic"], errors["source_partition"], errors["source_offset"], errors["error_type"])
+        errors["published_at"] = pd.to_datetime([published.get((t, int(p), int(o), e)) for t, p, o, e in keys], utc=True)
+    conn.execute(
+        "DELETE FROM processing_errors WHERE flow = %s AND window_start >= %s AND window_start < %s",
+        (flow, start, end),
+    )
+    copy_frame(conn, "processing_errors", errors)
 
 
 # -- DataFrame <-> PostgreSQL -------------------------------------------------------------------
@@ -194,6 +222,10 @@ def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
 # int8: times go to binary COPY as int8 computed a column at a time, not as datetime objects.
 TIMESTAMPTZ_OID, INT8_OID = 1184, 20
 INTEGER_OIDS = {20, 21, 23}  # int8, int2, int4
+# psycopg's binary int2/int4 dumpers keep the low bits of a larger integer without a word
+# (2**32 + 7 is stored as 7): such a value is refused here, so it fails its row, not silently.
+INTEGER_RANGES = {20: (-(2**63), 2**63 - 1), 21: (-(2**15), 2**15 - 1), 23: (-(2**31), 2**31 - 1)}
+INTEGER_NAMES = {20: "bigint", 21: "smallint", 23: "integer"}
 PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
 
 
@@ -212,6 +244,12 @@ def _copy_column(column: pd.Series, oid: int) -> tuple[list, int]:
     missing = column.isna().to_numpy()
     if missing.any():
         values[missing] = None
+    if oid in INTEGER_RANGES and not missing.all():
+        low, high = INTEGER_RANGES[oid]
+        present = values[~missing]
+        if present.min() < low or present.max() > high:
+            outside = next(v for v in present if not low <= v <= high)
+            raise OverflowError(f"{column.name}: {outside} is out of range for {INTEGER_NAMES[oid]}")
     return values.tolist(), oid
 
 
@@ -237,6 +275,52 @@ def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame,
         for row in zip(*values, strict=True):
             copy.write_row(row)
     return len(frame)
+
+
+# SQLSTATE classes that blame the rows, not the connection: 22 data exception (a NUL in text,
+# a number out of range), 23 integrity constraint violation, 54 program limit exceeded (an
+# index row too large). A unique or exclusion violation is another writer's row, not a bad
+# one: it fails the write (issue 11 item 3 puts a unique key on raw tables' Kafka positions).
+DATA_SQLSTATE_CLASSES = ("22", "23", "54")
+CONFLICT_SQLSTATES = ("23505", "23P01")
+
+
+def refuses_data(error: BaseException) -> bool:
+    """Whether `error` from a COPY is about the rows written (so retrying cannot help), not the
+    connection or the server. Python-side conversion of a value fails with the builtin errors."""
+    if isinstance(error, psycopg.Error):
+        state = error.sqlstate or ""
+        return state[:2] in DATA_SQLSTATE_CLASSES and state not in CONFLICT_SQLSTATES
+    return isinstance(error, ValueError | TypeError | OverflowError | RecursionError)
+
+
+def copy_refusing(conn: psycopg.Connection, table: str, frame: pd.DataFrame,
+                  columns: Mapping[str, tuple[str, int]]) -> dict[int, str]:
+    """COPY `frame` into `table` in the caller's transaction, leaving out the rows PostgreSQL
+    refuses on their data, found by bisecting the batch (each try under its own savepoint).
+    Returns their positions in `frame` with the reason; any other failure raises."""
+    unknown = [c for c in frame.columns if c not in columns]
+    if unknown:  # a missing migration is the deployment's fault, never the rows'
+        raise ValueError(f"{table} has no column(s) {unknown}; add them in a sql/ migration")
+    refusals: dict[int, str] = {}
+
+    def attempt(start: int, stop: int) -> None:
+        try:
+            with conn.transaction():
+                copy_frame(conn, table, frame.iloc[start:stop], columns)
+        except Exception as error:
+            if not refuses_data(error):
+                raise
+            if stop - start == 1:
+                refusals[start] = f"{type(error).__name__}: {str(error)[:500]}"
+                return
+            middle = (start + stop) // 2
+            attempt(start, middle)
+            attempt(middle, stop)
+
+    if not frame.empty:
+        attempt(0, len(frame))
+    return refusals
 
 
 def ensure_partitions(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
@@ -353,6 +437,40 @@ class DataFrameHandler(DbTypeHandler[pd.DataFrame]):
         return [pd.DataFrame]
 
 
+class LandingHandler(DbTypeHandler[Landing]):
+    """A raw window: its rows and its error rows in the one transaction that replaces the window
+    (issue 11: error rows used to be written apart, before the rows, once per retry). Rows
+    PostgreSQL still refuses become error rows; the asset finds them in the `Landing` it passed,
+    updated here, and publishes its error topic after the commit."""
+
+    def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: Landing, connection):
+        columns = table_columns(connection, table_slice.table)
+        refusals = copy_refusing(connection, table_slice.table, obj.rows, columns)
+        if refusals:
+            context.log.warning(f"{table_slice.table}: PostgreSQL refused {len(refusals)} row(s); kept as error rows")
+        landed = refused(obj, refusals)
+        (window,) = [d.partitions for d in table_slice.partition_dimensions]
+        replace_errors(connection, landed.flow, window.start, window.end, landed.errors)
+        obj.rows, obj.errors, obj.records = landed.rows, landed.errors, landed.records
+        return {
+            "dagster/row_count": len(landed.rows),
+            "rows": len(landed.rows),
+            "errors": len(landed.errors),
+            "error_types": MetadataValue.json(landed.errors["error_type"].value_counts().to_dict()),
+            "refused_by_database": len(refusals),
+            "dagster/column_schema": TableSchema(
+                columns=[TableColumn(name, type_name) for name, (type_name, _) in columns.items()]
+            ),
+        }
+
+    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> Landing:
+        raise NotImplementedError("raw tables load as DataFrames")
+
+    @property
+    def supported_types(self) -> Sequence[type]:
+        return [Landing]
+
+
 class _LoomDbIOManager(DbIOManager):
     """Tables are named `<flow>_<stage>` after the asset key `[flow, stage]` (DESIGN §2)."""
 
@@ -368,7 +486,7 @@ class HypertableIOManager(ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context) -> DbIOManager:
         return _LoomDbIOManager(
-            type_handlers=[DataFrameHandler()],
+            type_handlers=[DataFrameHandler(), LandingHandler()],
             db_client=PostgresClient(resolve_database_url(self.database_url)),
             database="loom",
             io_manager_name="HypertableIOManager",

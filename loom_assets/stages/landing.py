@@ -4,24 +4,35 @@ Every record becomes exactly one of the two, so rows + errors always add up to t
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 
 from loom_assets.events import ENVELOPE_COLUMNS, InvalidMessage, Record, blob_fields, decode, payload_columns
+from loom_assets.storable import ID, problem
 
 LINEAGE_COLUMNS = ("source_topic", "source_partition", "source_offset", "ingested_at")
 ERROR_COLUMNS = (
     "window_start", "flow", "source_topic", "source_partition", "source_offset", "error_type",
     "error_message", "original_key", "original_value", "original_size", "kafka_timestamp", "device_id",
+    "published_at",  # when it went to the error topic: the write fills in earlier announcements
 )
 
 
-@dataclass(frozen=True)
+# An error row's message is for people: long enough to say what went wrong, never the record.
+MAX_ERROR_MESSAGE = 2000
+
+
+@dataclass
 class Landing:
+    """A window's rows and error rows. `records[i]` is the Kafka record of `rows.iloc[i]`, kept
+    so that a row PostgreSQL still refuses can become an error row with its original bytes."""
+
     rows: pd.DataFrame
     errors: pd.DataFrame
+    records: list[Record] = field(default_factory=list)
+    flow: str = ""
 
 
 HEAD_COLUMNS = ("window_start", *ENVELOPE_COLUMNS, *LINEAGE_COLUMNS)
@@ -55,7 +66,7 @@ def land(
     """Decode `(window_start, record)` pairs into raw rows and error rows (original bytes kept)."""
     columns = raw_columns(topics)
     payload = columns[len(HEAD_COLUMNS):]
-    rows, errors = [], []
+    rows, errors, kept = [], [], []
     for window_start, record in records:
         try:
             size = len(record.value or b"")
@@ -77,10 +88,17 @@ def land(
             record.topic, record.partition, record.offset, ingested_at,
             *[fields.get(name) for name in payload],
         ))
+        kept.append(record)
     frame = pd.DataFrame.from_records(rows, columns=columns)
     for column in ("window_start", "recorded_at", "received_at", "ingested_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
-    return Landing(frame, pd.DataFrame.from_records(errors, columns=list(ERROR_COLUMNS)))
+    return Landing(frame, error_frame(errors), kept, flow)
+
+
+def error_frame(errors: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(errors, columns=list(ERROR_COLUMNS))
+    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    return frame
 
 
 def _error_row(flow: str, window_start: datetime, record: Record, error: InvalidMessage) -> dict:
@@ -91,15 +109,40 @@ def _error_row(flow: str, window_start: datetime, record: Record, error: Invalid
         "source_partition": record.partition,
         "source_offset": record.offset,
         "error_type": error.error_type,
-        "error_message": str(error),
+        # The message may quote the record: it must be storable text itself.
+        "error_message": _storable_text(str(error)[:MAX_ERROR_MESSAGE]),
         "original_key": record.key,
         "original_value": record.value,
         "original_size": len(record.value or b""),
         "kafka_timestamp": record.timestamp,
         # From the envelope when it was readable; the Kafka key is not always the device (fetchers
         # key by content hash).
-        "device_id": error.device_id,
+        "device_id": error.device_id if problem("device_id", error.device_id, ID) is None else None,
     }
+
+
+def _storable_text(text: str) -> str:
+    """`text` without what PostgreSQL text (NUL) or UTF-8 (lone surrogates) cannot hold, escaped."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def refused(landing: Landing, refusals: Mapping[int, str]) -> Landing:
+    """`landing` with the rows at positions `refusals` (position -> PostgreSQL's reason) moved to
+    error rows (`refused_by_database`, original bytes kept): what validation let through but
+    the database would not store."""
+    if not refusals:
+        return landing
+    rows = landing.rows
+    new_errors = [
+        _error_row(landing.flow, rows["window_start"].iloc[i], landing.records[i],
+                   InvalidMessage("refused_by_database", refusals[i], rows["device_id"].iloc[i]))
+        for i in sorted(refusals)
+    ]
+    keep = [i for i in range(len(rows)) if i not in refusals]
+    errors = error_frame(new_errors) if landing.errors.empty else pd.concat(
+        [landing.errors, error_frame(new_errors)], ignore_index=True)
+    return Landing(rows.iloc[keep].reset_index(drop=True), errors,
+                   [landing.records[i] for i in keep], landing.flow)
 
 
 def without_erased(landing: Landing, erased: Mapping[str, datetime]) -> tuple[Landing, int]:
@@ -118,4 +161,6 @@ def without_erased(landing: Landing, erased: Mapping[str, datetime]) -> tuple[La
     dropped = int((~rows).sum() + (~errors).sum())
     if not dropped:
         return landing, 0
-    return Landing(landing.rows[rows].reset_index(drop=True), landing.errors[errors].reset_index(drop=True)), dropped
+    records = [r for r, keep in zip(landing.records, rows, strict=True) if keep] if landing.records else []
+    return Landing(landing.rows[rows].reset_index(drop=True), landing.errors[errors].reset_index(drop=True),
+                   records, landing.flow), dropped

@@ -81,6 +81,13 @@ def test_naive_times_are_utc():
     (encode(flat_app(duration_seconds="long")), "validation_error"),
     (encode(flat_app(app_identifier="")), "validation_error"),
     (encode(flat_app(recorded_at="yesterday")), "invalid_timestamp"),
+    (encode(flat_app(app_identifier="com.\u0000")), "invalid_text"),
+    (encode(flat_app(device_id="phone\u0000")), "invalid_text"),
+    (encode(flat_app(metadata={"k": {"\u0000": 1}})), "invalid_text"),
+    (encode(flat_app(device_id="d" * 10_000)), "id_too_long"),
+    (encode(flat_app(recorded_at=10**20)), "timestamp_out_of_range"),
+    (encode(flat_app(recorded_at="2200-01-01T00:00:00Z")), "timestamp_out_of_range"),
+    (encode(flat_app(schema_version="1" * 5000)), "invalid_schema_version"),
 ])
 def test_bad_records_raise_a_typed_error(value, error_type):
     with pytest.raises(InvalidMessage) as caught:
@@ -96,3 +103,19 @@ def test_battery_level_out_of_range_is_rejected():
 
 def test_major_version():
     assert major_version("v2.1") == 2
+
+
+def test_the_error_of_an_unstorable_device_id_names_no_device():
+    with pytest.raises(InvalidMessage) as caught:
+        decode(APP, encode(flat_app(device_id="d" * 300)), partition=0, offset=0)
+    assert caught.value.device_id is None
+
+
+def test_an_integer_column_takes_32_bits_and_a_bigint_column_64():
+    wifi = {"device_id": DEVICE, "timestamp": "2024-06-27T12:00:00Z", "ssid": "x", "connected": True}
+    assert decode("device.network.wifi.raw", encode(wifi | {"channel": 2**31 - 1}), partition=0, offset=0)
+    with pytest.raises(InvalidMessage) as caught:
+        decode("device.network.wifi.raw", encode(wifi | {"channel": 2**31}), partition=0, offset=0)
+    assert caught.value.error_type == "integer_out_of_range"
+    email = {"device_id": DEVICE, "timestamp": "2024-06-27T12:00:00Z", "subject": "s", "uid": 2**40}
+    assert decode("external.email.events.raw", encode(email), partition=0, offset=0).payload.uid == 2**40

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from loom_assets.events import Record
-from loom_assets.stages.landing import ERROR_COLUMNS, land, raw_columns, without_erased
+from loom_assets.stages.landing import ERROR_COLUMNS, land, raw_columns, refused, without_erased
 
 WINDOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 TOPIC = "device.sensor.power.raw"
@@ -64,3 +64,41 @@ def test_records_of_an_erased_device_are_skipped_up_to_its_erasure():
     assert kept.rows["source_offset"].tolist() == [1, 2]
     assert kept.errors["source_offset"].tolist() == [4]
     assert without_erased(landing, {}) == (landing, 0)
+
+
+def test_rows_the_database_refuses_become_error_rows_with_their_original_bytes():
+    records = [record(i, reading(50 + i)) for i in range(4)] + [record(4, b"nope")]
+    landing = land("power_state", [TOPIC], records, WINDOW, max_message_bytes=1000)
+    after = refused(landing, {1: "CheckViolation: battery_level", 3: "CharacterNotInRepertoire: 0x00"})
+    assert after.rows["source_offset"].tolist() == [0, 2]
+    assert [r.offset for r in after.records] == [0, 2]
+    assert after.errors["source_offset"].tolist() == [4, 1, 3]
+    assert after.errors["error_type"].tolist() == ["malformed_json", "refused_by_database", "refused_by_database"]
+    assert after.errors["original_value"].tolist() == [b"nope", records[1][1].value, records[3][1].value]
+    assert after.errors["device_id"].tolist()[1:] == ["dev", "dev"]
+    assert refused(landing, {}) is landing
+
+
+def test_an_error_message_quoting_a_nul_is_stored_escaped():
+    bad = json.dumps({"device_id": "dev", "recorded_at": "yesterday\u0000",
+                      "battery_level": 5, "is_charging": False}).encode()
+    landing = land("power_state", [TOPIC], [record(0, bad)], WINDOW, max_message_bytes=1000)
+    message = landing.errors["error_message"].iloc[0]
+    assert landing.errors["error_type"].iloc[0] == "invalid_timestamp"
+    assert "\x00" not in message and "\\x00" in message
+
+
+def test_only_errors_that_blame_the_rows_are_bisected_into_error_rows():
+    import psycopg
+
+    from loom_assets.resources.warehouse import refuses_data
+
+    assert refuses_data(psycopg.errors.CharacterNotInRepertoire("NUL"))
+    assert refuses_data(psycopg.errors.CheckViolation("check"))
+    assert refuses_data(psycopg.errors.ProgramLimitExceeded("index row too large"))
+    assert refuses_data(OverflowError("int too big to convert"))
+    assert refuses_data(RecursionError())
+    assert not refuses_data(psycopg.errors.UniqueViolation("another writer's row"))
+    assert not refuses_data(psycopg.OperationalError("connection lost"))
+    assert not refuses_data(psycopg.errors.AdminShutdown("terminating connection"))
+    assert not refuses_data(ConnectionError())
