@@ -34,9 +34,12 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (the IP in its subjectAltName, so the host
     name check passes) and its key."""
     cert, key = folder / "cert.pem", folder / "key.pem"
+    # Dated by the clock that checks it (this process's OpenSSL), not a shifted one of the tools
+    # around it (scripts/test-anytime.sh preloads libfaketime into them).
+    own_clock = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, env=own_clock)
     return cert, key
 
 
