@@ -378,7 +378,7 @@ def major_version(schema_version: str) -> int:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """ISO-8601 text or epoch seconds/milliseconds → aware UTC; naive times are UTC (SPEC §2.1).
+    """ISO-8601 text or epoch seconds/milliseconds → aware UTC; naive times are UTC, as Loom v2 reads them.
 
     Raises `ValueError` for what is not a time, `InvalidMessage` (timestamp_out_of_range) for a
     time outside EARLIEST_TIME … LATEST_TIME."""
