@@ -447,7 +447,7 @@ def decode(
         return _decode(topic, value, partition, offset, kafka_timestamp_ms, headers)
     except InvalidMessage:
         raise
-    except Exception as error:  # noqa: BLE001 - a record costs only itself (issue 11)
+    except Exception as error:  # noqa: BLE001 - a record costs only itself
         raise InvalidMessage("decode_failed", f"{type(error).__name__}: {str(error)[:500]}") from error
 
 

@@ -1,7 +1,7 @@
 """What PostgreSQL can store: the limits every raw record is checked against while decoding.
 
-Issue 11: one record PostgreSQL refuses (a NUL in text, an integer past its column, JSON too
-deep to write, an id too long for its index) used to fail its whole window's COPY. `events`
+One record PostgreSQL refuses (a NUL in text, an integer past its column, JSON too deep to
+write, an id too long for its index) would fail its whole window's COPY. `events`
 checks each record once against these limits, for every topic, so such a record becomes its
 own error row. Functions here return `(error_type, message)` or None; `events` raises.
 """

@@ -280,7 +280,7 @@ def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame,
 # SQLSTATE classes that blame the rows, not the connection: 22 data exception (a NUL in text,
 # a number out of range), 23 integrity constraint violation, 54 program limit exceeded (an
 # index row too large). A unique or exclusion violation is another writer's row, not a bad
-# one: it fails the write (issue 11 item 3 puts a unique key on raw tables' Kafka positions).
+# one: it fails the write.
 DATA_SQLSTATE_CLASSES = ("22", "23", "54")
 CONFLICT_SQLSTATES = ("23505", "23P01")
 
@@ -439,7 +439,7 @@ class DataFrameHandler(DbTypeHandler[pd.DataFrame]):
 
 class LandingHandler(DbTypeHandler[Landing]):
     """A raw window: its rows and its error rows in the one transaction that replaces the window
-    (issue 11: error rows used to be written apart, before the rows, once per retry). Rows
+    (so a failed window keeps no error rows without its rows, and a retry adds none). Rows
     PostgreSQL still refuses become error rows; the asset finds them in the `Landing` it passed,
     updated here, and publishes its error topic after the commit."""
 
