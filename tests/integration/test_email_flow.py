@@ -74,6 +74,8 @@ ssl = required
 ssl_cert = <{cert}
 ssl_key = <{key}
 auth_mechanisms = plain
+# Dovecot clears its processes' environment: keep a shifted clock (scripts/test-anytime.sh).
+import_environment = TZ LD_PRELOAD FAKETIME NO_FAKE_STAT
 mail_location = maildir:{home}/mail/%u
 passdb {{
   driver = passwd-file
