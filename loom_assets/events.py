@@ -448,7 +448,11 @@ def decode(
     except InvalidMessage:
         raise
     except Exception as error:  # noqa: BLE001 - a record costs only itself
-        raise InvalidMessage("decode_failed", f"{type(error).__name__}: {str(error)[:500]}") from error
+        raise _unforeseen(error) from error
+
+
+def _unforeseen(error: Exception, device_id: str | None = None) -> InvalidMessage:
+    return InvalidMessage("decode_failed", f"{type(error).__name__}: {str(error)[:500]}", device_id)
 
 
 def _decode(topic: str, value: bytes | None, partition: int, offset: int,
@@ -480,7 +484,7 @@ def _decode(topic: str, value: bytes | None, partition: int, offset: int,
         error.device_id = device_id
         raise
     except Exception as error:  # noqa: BLE001 - as in decode, but the device is known here
-        raise InvalidMessage("decode_failed", f"{type(error).__name__}: {str(error)[:500]}", device_id) from error
+        raise _unforeseen(error, device_id) from error
 
 
 def _message(topic: str, body: dict, fields: dict, device_id: str, partition: int, offset: int,
