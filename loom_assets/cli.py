@@ -36,6 +36,8 @@ TOPIC_RETENTION_DAYS = {
 }
 ERROR_TOPIC_RETENTION_DAYS = 7
 DEFAULT_PARTITIONS = 3
+# Devices' clocks run ahead by minutes, not days.
+MAX_TIMESTAMP_AHEAD_MS = 24 * 3600 * 1000
 
 
 def _defs():
@@ -94,7 +96,10 @@ def topic_specs() -> dict[str, tuple[int, dict[str, str]]]:
     for flow in _defs().FLOWS:
         for topic in flow.topics:
             days = TOPIC_RETENTION_DAYS.get(topic, 30)
-            specs[topic] = (DEFAULT_PARTITIONS, {"retention.ms": str(days * day_ms), "max.message.bytes": str(64 * 1024 * 1024)})
+            specs[topic] = (DEFAULT_PARTITIONS, {"retention.ms": str(days * day_ms), "max.message.bytes": str(64 * 1024 * 1024),
+                                                 # A record stamped far ahead would stall the timestamp
+                                                 # lookups that plan windows: the broker refuses it.
+                                                 "message.timestamp.after.max.ms": str(MAX_TIMESTAMP_AHEAD_MS)})
         specs[flow.error_topic] = (
             DEFAULT_PARTITIONS,
             {"retention.ms": str(ERROR_TOPIC_RETENTION_DAYS * day_ms), "max.message.bytes": str(64 * 1024 * 1024)},
@@ -175,7 +180,7 @@ def search(query: str, flow_name: str | None, since: str | None, limit: int, as_
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
-    """Per flow: watermarks, consumer lag, last landed window, rows per table, errors."""
+    """Per flow: watermarks, true lag, failing windows, lost records and gaps, rows per table, errors."""
     from loom_assets.processing import flow_status
 
     report = [flow_status(_instance(), flow) for flow in _flows(None)]
@@ -184,7 +189,17 @@ def status(as_json: bool) -> None:
         return
     for item in report:
         click.echo(click.style(item["flow"], bold=True) + f"  window {item['window']}")
-        click.echo(f"  last planned {item['last_planned']}   last landed {item['last_landed']}   lag {item['lag']}")
+        click.echo(f"  last planned {item['last_planned']}   last landed {item['last_landed']}   lag {item['lag']}"
+                   f" ({item['unlanded_records']} planned but not landed, {item['unplanned_records']} not planned yet)")
+        if item["failing_windows"]:
+            click.echo(click.style(f"  {item['failing_windows']} window(s) failing: asked for "
+                                   "again and again without landing (see their runs)", fg="red"))
+        if item["lost_records"]:
+            click.echo(click.style(f"  {item['lost_records']} record(s) LOST: Kafka dropped them before they landed",
+                                   fg="red"))
+        for gap in item["gaps"]:
+            click.echo(click.style(f"  gap {gap['partition']} {gap['offsets']} before {gap['window']}: "
+                                   f"{gap['reason']} (never planned)", fg="yellow"))
         for tp, marks in item["partitions"].items():
             click.echo(f"  {tp:40s} low {marks['low']:>8} high {marks['high']:>8} committed {marks['committed']}")
         for table, rows in item["tables"].items():

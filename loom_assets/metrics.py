@@ -2,7 +2,7 @@
 
 Runs are separate processes, so nothing is counted in memory: each scrape reads the figures
 from where they already are — the tables, the errors table, the offset log and Dagster's
-event log. Names follow the system Loom replaces (DESIGN §3).
+event log. Names follow the system Loom replaces; the lag figures are Loom's own.
 """
 
 from collections.abc import Iterator, Sequence
@@ -26,8 +26,9 @@ BATCH_LOOKBACK = timedelta(days=1)
 class LoomCollector:
     """Reads the platform's figures at scrape time."""
 
-    def __init__(self, flows: Sequence[Flow], warehouse: Warehouse, instance: DagsterInstance):
-        self.flows, self.warehouse, self.instance = flows, warehouse, instance
+    def __init__(self, flows: Sequence[Flow], warehouse: Warehouse, instance: DagsterInstance,
+                 kafka: KafkaResource | None = None):
+        self.flows, self.warehouse, self.instance, self.kafka = flows, warehouse, instance, kafka
 
     def collect(self) -> Iterator:
         events = CounterMetricFamily(
@@ -40,10 +41,16 @@ class LoomCollector:
                                     labels=["service", "stage"])
         batches = HistogramMetricFamily("batch_size_histogram", "Records per planned window (last day).",
                                         labels=["service"])
+        lag = GaugeMetricFamily("loom_lag_records", "Records not landed yet: planned but not landed, and on the "
+                                "topics but not planned yet.", labels=["service", "state"])
+        failing = GaugeMetricFamily("loom_windows_failing", "Windows asked for again and again without landing.",
+                                    labels=["service"])
+        lost = GaugeMetricFamily("loom_records_lost", "Records Kafka dropped before they landed.", labels=["service"])
         # Small tables only (offset log, errors): a scrape never counts the data tables.
         with self.warehouse.connect() as conn:
             planned = conn.execute(
-                "SELECT flow, topic, sum(end_offset - start_offset) FROM loom_offset_log GROUP BY 1, 2").fetchall()
+                "SELECT flow, topic, sum(end_offset - start_offset) FROM loom_offset_log"
+                " WHERE landed_at IS NOT NULL GROUP BY 1, 2").fetchall()
             failed = dict(((flow, topic), n) for flow, topic, n in conn.execute(
                 "SELECT flow, source_topic, count(*) FROM processing_errors GROUP BY 1, 2").fetchall())
             for flow_name, topic, records in planned:
@@ -58,13 +65,25 @@ class LoomCollector:
                     " WHERE flow = %s AND window_start >= %s GROUP BY window_start", (flow.name, since)).fetchall()]
                 batches.add_metric([flow.name], _buckets(sizes), sum_value=float(sum(sizes)))
         for flow in self.flows:
+            state = self.warehouse.landing_state(flow.name)
+            lag.add_metric([flow.name, "planned"], state["unlanded_records"])
+            failing.add_metric([flow.name], state["failing_windows"])
+            lost.add_metric([flow.name], state["lost_records"])
+            if self.kafka is not None:
+                lag.add_metric([flow.name, "unplanned"], self._unplanned(flow))
+        for flow in self.flows:
             for key in [flow.key("raw"), *(s.key for s in flow.stages)]:
                 event = self.instance.get_latest_materialization_event(key)
                 if event is None or not event.dagster_event or not event.dagster_event.partition:
                     continue
                 window_end = window_from_key(event.dagster_event.partition) + flow.window
                 latency.add_metric([flow.name, key.path[-1]], event.timestamp - window_end.timestamp())
-        yield from (events, errors, latency, batches)
+        yield from (events, errors, latency, batches, lag, failing, lost)
+
+    def _unplanned(self, flow: Flow) -> int:
+        _, ends = self.warehouse.last_planned(flow.name)
+        marks = self.kafka.watermarks(self.kafka.partitions(flow.topics))
+        return sum(max(0, high - max(low, ends.get(tp, low))) for tp, (low, high) in marks.items())
 
 
 def _buckets(sizes: list[int]) -> list[tuple[str, int]]:
@@ -86,7 +105,7 @@ def ready(warehouse: Warehouse, kafka: KafkaResource) -> tuple[bool, str]:
 def metrics_server(port: int, flows: Sequence[Flow], warehouse: Warehouse, kafka: KafkaResource,
                    instance: DagsterInstance, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     registry = CollectorRegistry()
-    registry.register(LoomCollector(flows, warehouse, instance))
+    registry.register(LoomCollector(flows, warehouse, instance, kafka))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -8,14 +8,14 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance
 from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 from psycopg import sql
 from tqdm import tqdm
 
 from loom_assets.flows.base import Flow
-from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
+from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests, windows_in_flight
 from loom_assets.sensors.reprocessing import StaleChunk, stale_chunks
 
 RUN_KEY_TAG = "loom/run_key"
@@ -27,22 +27,20 @@ def _resources():
     return definitions.defs, definitions.resources()
 
 
-def _already_ran(instance: DagsterInstance, run_key: str) -> bool:
-    runs = instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: run_key}, statuses=[DagsterRunStatus.SUCCESS]), limit=1)
-    return bool(runs)
-
-
 def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], through_now: bool = False,
                             max_rounds: int = 20, echo: Callable[[str], None] = print) -> bool:
-    """Plan and run windows until a round finds nothing new. Returns False if any run failed."""
+    """Plan and run windows until a round finds nothing left to land. Returns False if any run
+    failed. A window an earlier run failed to land (here or under the daemon) is run again now,
+    with no backoff; one running elsewhere is left to that run."""
     defs, res = _resources()
     ok = True
     for flow in flows:
         job = defs.resolve_job_def(flow.job.name)
         for _ in range(max_rounds):
             now = datetime.now(UTC)
-            planned = plan_closed_windows(flow, res["kafka"], res["warehouse"], now, through_now=through_now)
-            todo = [r for r in run_requests(flow, res["warehouse"], now, planned) if not _already_ran(instance, r.run_key)]
+            plan_closed_windows(flow, res["kafka"], res["warehouse"], now, through_now=through_now, warn=echo)
+            todo = run_requests(flow, res["kafka"], res["warehouse"], now, windows_in_flight(instance, flow),
+                                backoff=False, warn=echo)
             if not todo:
                 break
             for request in tqdm(todo, desc=flow.name, unit="window", disable=len(todo) < 3):
@@ -115,8 +113,10 @@ def flow_status(instance: DagsterInstance, flow: Flow) -> dict:
     tps = kafka.partitions(flow.topics)
     marks = kafka.watermarks(tps)
     committed = kafka.committed(flow.consumer_group, tps) if tps else {}
-    lag = sum(high - (committed.get(tp) or low) for tp, (low, high) in marks.items())
-    last_planned, _ = warehouse.last_planned(flow.name)
+    last_planned, ends = warehouse.last_planned(flow.name)
+    landing = warehouse.landing_state(flow.name)
+    # True lag: records planned but not landed, plus records on the topics not planned yet.
+    unplanned = sum(max(0, high - max(low, ends.get(tp, low))) for tp, (low, high) in marks.items())
     landed = instance.get_latest_materialization_event(flow.key("raw"))
     tables = {}
     for key in [flow.key("raw"), *(s.key for s in flow.stages)]:
@@ -133,7 +133,12 @@ def flow_status(instance: DagsterInstance, flow: Flow) -> dict:
             f"{t}/{p}": {"low": low, "high": high, "committed": committed.get((t, p))}
             for (t, p), (low, high) in marks.items()
         },
-        "lag": lag,
+        "lag": landing["unlanded_records"] + unplanned,
+        "unlanded_records": landing["unlanded_records"],
+        "unplanned_records": unplanned,
+        "failing_windows": landing["failing_windows"],
+        "lost_records": landing["lost_records"],
+        "gaps": landing["gaps"],
         "last_planned": last_planned,
         "last_landed": landed.dagster_event.partition if landed and landed.dagster_event else None,
         "tables": tables,

@@ -1,7 +1,7 @@
 """Ingestion windows: each flow's window size, its partitions, and window <-> Kafka offsets.
 
 A partition is a window of ingestion time (UTC) and, once planned, an exact Kafka offset
-range per topic partition (DESIGN §1). Planning is a pure function here; the sensor feeds it
+range per topic partition (docs/reliability.md). Planning is a pure function here; the sensor feeds it
 broker answers and writes its result to the offset log.
 """
 
@@ -16,7 +16,7 @@ from loom_assets.settings import window_override
 
 PARTITION_FMT = "%Y-%m-%d-%H:%M"
 
-# DESIGN §3 defaults; LOOM_WINDOW_<FLOW>_MINUTES overrides.
+# LOOM_WINDOW_<FLOW>_MINUTES overrides.
 DEFAULT_WINDOWS: dict[str, timedelta] = {
     "audio": timedelta(minutes=5),
     "motion": timedelta(minutes=5),
@@ -97,28 +97,65 @@ class OffsetRange:
         return self.end - self.start
 
 
+def window_at_or_after(instant: datetime, size: timedelta) -> datetime:
+    """Start of the first window on `size`'s grid at or after `instant` (after a window size
+    changes, the next window starts on the new grid)."""
+    start = window_of(instant, size)
+    return start if start == instant else start + size
+
+
 def plan_ranges(
     previous_ends: Mapping[tuple[str, int], int],
     low_watermarks: Mapping[tuple[str, int], int],
     high_watermarks: Mapping[tuple[str, int], int],
     time_lookup: Mapping[tuple[str, int], int | None],
+    stamped_ahead: Mapping[tuple[str, int], int | None] | None = None,
 ) -> list[OffsetRange]:
     """Plan one window's ranges: start where the previous window ended, end at the time lookup.
 
     `time_lookup` is the broker's answer to offsets_for_times(window end): the first offset at or
     after the end, or None when no message is that late (then the high watermark). A partition
-    never planned before starts at its low watermark, so nothing on the topic is skipped. The end
-    is clamped to [start, high watermark]: offsets only move forward, so no offset can land in
-    two windows or in none.
+    never planned before starts at its low watermark, so nothing on the topic is skipped; so does
+    one whose previous end Kafka no longer holds (see `offset_gaps`). The end is clamped to
+    [start, high watermark]: offsets only move forward, so no offset can land in two windows.
+
+    `stamped_ahead` is the first offset stamped later than the near future. Kafka answers a
+    time lookup with the first offset stamped at or after the time, so one record stamped far
+    ahead answers every later lookup with its own offset, and the plan would stall there: a
+    lookup that reaches it ends the window at the high watermark instead.
     """
+    ahead = stamped_ahead or {}
     ranges = []
     for tp, high in sorted(high_watermarks.items()):
-        start = previous_ends.get(tp, low_watermarks.get(tp, 0))
+        low = low_watermarks.get(tp, 0)
+        start = previous_ends.get(tp, low)
+        if not low <= start <= high:
+            start = low
+        looked_up, future = time_lookup.get(tp), ahead.get(tp)
         # A broker without timestamp lookups (Tansu) answers 0: treat it as "up to now".
-        looked_up = time_lookup.get(tp)
-        end = high if looked_up is None or looked_up < start else min(looked_up, high)
+        if looked_up is None or looked_up < start or (future is not None and looked_up >= future):
+            end = high
+        else:
+            end = min(looked_up, high)
         ranges.append(OffsetRange(tp[0], tp[1], start, max(start, end)))
     return ranges
+
+
+def offset_gaps(previous_ends: Mapping[tuple[str, int], int], low_watermarks: Mapping[tuple[str, int], int],
+                high_watermarks: Mapping[tuple[str, int], int]) -> list[tuple[str, int, int, int, str]]:
+    """Partitions whose previous planned end Kafka no longer holds, as (topic, partition, previous
+    end, new start, reason): retention deleted offsets before they were planned (`expired`), or
+    the high watermark is below the previous end, so the topic was recreated (`topic_reset`)."""
+    gaps = []
+    for tp, end in sorted(previous_ends.items()):
+        if tp not in high_watermarks:
+            continue
+        low, high = low_watermarks.get(tp, 0), high_watermarks[tp]
+        if end > high:
+            gaps.append((*tp, end, low, "topic_reset"))
+        elif end < low:
+            gaps.append((*tp, end, low, "expired"))
+    return gaps
 
 
 def plan_hash(ranges: Iterable[OffsetRange]) -> str:

@@ -46,17 +46,29 @@ def postgres(services_dir):
 
 
 def recreate_topics(bootstrap: str, specs: dict[str, tuple[int, dict[str, str]]]) -> None:
-    """Delete and create `specs`, so each test starts from empty topics."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=10).topics) & set(specs)
-    if existing:
-        for future in admin.delete_topics(list(existing), operation_timeout=10).values():
-            future.result(timeout=30)
-    deadline = time.monotonic() + 60
-    pending = dict(specs)
+    """Delete and create `specs`, so each test starts from empty topics.
+
+    Kafka deletes a topic in the background: until it is gone, a create answers "already exists"
+    and a producer may still write into the old topic, whose messages then vanish with it. So
+    the old topics must be gone from the metadata first, and "already exists" means "again"."""
     from confluent_kafka.admin import NewTopic
 
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + 90
+    pending = dict(specs)
     while pending:
+        existing = set(admin.list_topics(timeout=10).topics) & set(pending)
+        if existing:
+            for future in admin.delete_topics(list(existing), operation_timeout=10).values():
+                try:
+                    future.result(timeout=30)
+                except KafkaException as error:
+                    if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        raise
+            while set(admin.list_topics(timeout=10).topics) & existing:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topics not deleted: {sorted(existing)}")
+                time.sleep(0.2)
         futures = admin.create_topics(
             [NewTopic(t, num_partitions=n, replication_factor=1, config=c) for t, (n, c) in pending.items()],
             operation_timeout=10,

@@ -23,6 +23,7 @@ from dagster import (
     Backoff,
     BackfillPolicy,
     ConfigurableResource,
+    Failure,
     HookContext,
     MetadataValue,
     Output,
@@ -34,25 +35,26 @@ from dagster import (
     success_hook,
 )
 from dagster._utils.warnings import BetaWarning
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
 
 from loom_assets.erasure import erased_devices
 from loom_assets.resources.blobs import BlobStore
-from loom_assets.resources.kafka import KafkaResource
+from loom_assets.resources.kafka import KafkaResource, OffsetsGone
 from loom_assets.resources.warehouse import Warehouse, offsets_metadata
 from loom_assets.settings import settings
 from loom_assets.stages.landing import land, store_blobs, without_erased
-from loom_assets.windows import partitions_def, window_from_key, window_size
+from loom_assets.windows import OffsetRange, partitions_def, window_size
 
 # Single-run backfills (a range of windows in one run) are how Loom backfills; Dagster marks
 # the parameter beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
+# A flow's job holds the raw asset (a few windows per run) and its stages (a range per run);
+# Dagster takes the smaller for a job backfill, which is what Loom wants, and says so each time.
+warnings.filterwarnings("ignore", message=".*varying BackfillPolicies.*", category=UserWarning)
 
 RAW_LOGIC_VERSION = "1"
+# A raw backfill lands at most this many windows per run, so a run holds a few windows' records
+# in memory, never a month's.
+RAW_WINDOWS_PER_RUN = 4
 RUN_LOG_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # SPEC §1: every flow's database_writer retries 5 times with a 2 s backoff. Only transient faults
 # (broker, database) fail a run; record faults become error rows.
@@ -111,7 +113,7 @@ class Flow:
             key=self.key("raw"),
             deps=[spec.key for spec in self.topic_specs],
             partitions_def=self.partitions,
-            backfill_policy=BackfillPolicy.single_run(),
+            backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=RAW_WINDOWS_PER_RUN),
             code_version=RAW_LOGIC_VERSION,
             retry_policy=RAW_RETRY,
             group_name=self.name,
@@ -130,13 +132,17 @@ class Flow:
         )
         def raw(context, kafka: KafkaResource, warehouse: Warehouse, blobs: BlobStore):
             window = context.partition_time_window
-            plans = warehouse.planned_ranges(flow.name, window.start, window.end)
+            plans = landable_plans(flow, warehouse, kafka, window.start, window.end)
             records = (
                 (window_start, record)
                 for window_start, ranges in plans.items()
                 for record in kafka.read(ranges, flow.consumer_group)
             )
-            landing = land(flow.name, flow.topics, records, datetime.now(UTC), settings().max_message_bytes)
+            try:
+                landing = land(flow.name, flow.topics, records, datetime.now(UTC), settings().max_message_bytes)
+            except OffsetsGone as error:
+                raise Failure(f"{error}: Kafka dropped planned offsets while the window was read; "
+                              "its rows are left as they were", allow_retries=False) from error
             with warehouse.connect() as conn:
                 landing, erased = without_erased(landing, erased_devices(conn))
             landing.rows = store_blobs(landing.rows, flow.topics, blobs.put)
@@ -286,34 +292,43 @@ def stage_errors(source: str, errors: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def run_window(tags: dict[str, str], flow: Flow) -> tuple[datetime, datetime] | None:
-    """The [start, end) of the windows a run covered, from its partition tags."""
-    if PARTITION_NAME_TAG in tags:
-        first = last = tags[PARTITION_NAME_TAG]
-    elif ASSET_PARTITION_RANGE_START_TAG in tags:
-        first, last = tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]
-    else:
-        return None
-    return window_from_key(first), window_from_key(last) + flow.window
+def landable_plans(flow: Flow, warehouse: Warehouse, kafka: KafkaResource, start: datetime, end: datetime
+                   ) -> dict[datetime, list[OffsetRange]]:
+    """The planned ranges of the windows in [start, end), once it is sure they can be landed in
+    full: a run reaching past the last planned window (the live sensor may plan and land those
+    meanwhile) and a window whose offsets Kafka no longer holds both fail at once, without
+    retries, and delete nothing."""
+    last_end = warehouse.last_planned_end(flow.name)
+    if last_end is None or end > last_end:
+        raise Failure(
+            f"{flow.name}: windows up to {end:%Y-%m-%d %H:%M} are not planned yet (planned through "
+            f"{last_end:%Y-%m-%d %H:%M} UTC); the sensor plans a window once it has closed" if last_end else
+            f"{flow.name}: no window is planned yet; the sensor plans a window once it has closed",
+            allow_retries=False,
+        )
+    plans = warehouse.planned_ranges(flow.name, start, end)
+    gone = kafka.unheld(r for ranges in plans.values() for r in ranges)
+    if gone:
+        raise Failure(
+            f"{flow.name}: Kafka no longer holds planned offsets "
+            + ", ".join(f"{r.topic}/{r.partition} [{r.start}, {r.end})" for r in gone)
+            + " (retention or a recreated topic); the raw table is the only copy now, so the window is "
+              "not landed again and its rows are left as they are",
+            allow_retries=False,
+        )
+    return plans
 
 
 def commit_consumer_group(flow: Flow):
     """After the raw window has landed (step success comes after its output is written), commit
-    its end offsets for the flow's consumer group, never moving the group backwards."""
+    each partition's contiguous landed prefix for the flow's consumer group: never past a window
+    that has not landed, never backwards."""
 
     @success_hook(name=f"{flow.name}_commit_offsets", required_resource_keys={"kafka", "warehouse"})
     def commit(context: HookContext) -> None:
         if context.step_key != flow.raw.op.name:
             return
-        run = context.instance.get_run_by_id(context.run_id)
-        span = run_window(run.tags, flow)
-        if span is None:
-            return
-        plans = context.resources.warehouse.planned_ranges(flow.name, *span)
-        ends: dict[tuple[str, int], int] = {}
-        for ranges in plans.values():
-            for r in ranges:
-                ends[(r.topic, r.partition)] = max(ends.get((r.topic, r.partition), 0), r.end)
+        ends = context.resources.warehouse.landed_prefix(flow.name)
         kafka: KafkaResource = context.resources.kafka
         committed = kafka.committed(flow.consumer_group, ends)
         forward = {tp: end for tp, end in ends.items() if committed.get(tp) is None or committed[tp] < end}

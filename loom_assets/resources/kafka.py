@@ -1,4 +1,4 @@
-"""Kafka, through confluent-kafka. Every broker call carries a timeout (DESIGN §3)."""
+"""Kafka, through confluent-kafka. Every broker call carries a timeout."""
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,6 +22,10 @@ class BrokerUnavailable(RuntimeError):
     """A broker call timed out or failed: transient, so runs retry (RetryPolicy)."""
 
 
+class OffsetsGone(RuntimeError):
+    """Planned offsets Kafka no longer holds (retention, a recreated topic): retrying cannot help."""
+
+
 class KafkaResource(ConfigurableResource):
     """The Kafka cluster Loom reads raw topics from and writes error (and output) topics to."""
 
@@ -41,14 +45,14 @@ class KafkaResource(ConfigurableResource):
         return {"bootstrap.servers": self.servers, **extra}
 
     @contextmanager
-    def _consumer(self, group_id: str = "loom-metadata") -> Iterator[Consumer]:
+    def _consumer(self, group_id: str = "loom-metadata", offset_reset: str = "earliest") -> Iterator[Consumer]:
         consumer = Consumer(
             self._config(
                 **{
                     "group.id": group_id,
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
-                    "auto.offset.reset": "earliest",
+                    "auto.offset.reset": offset_reset,
                     "fetch.max.bytes": MAX_RECORD_BYTES,
                     "max.partition.fetch.bytes": MAX_RECORD_BYTES,
                     "receive.message.max.bytes": MAX_RECORD_BYTES + 1024 * 1024,
@@ -125,7 +129,8 @@ class KafkaResource(ConfigurableResource):
         remaining = sum(r.count for r in pending.values())
         if not pending:
             return
-        with self._consumer(group_id) as consumer:
+        # A planned offset Kafka no longer holds is an error, never a silent jump to another offset.
+        with self._consumer(group_id, offset_reset="error") as consumer:
             consumer.assign([TopicPartition(r.topic, r.partition, r.start) for r in pending.values()])
             last_progress = time.monotonic()
 
@@ -150,6 +155,9 @@ class KafkaResource(ConfigurableResource):
                             if planned is not None and message.offset() >= planned.end:
                                 done(tp)
                             continue
+                        if message.error().code() == KafkaError._AUTO_OFFSET_RESET:
+                            raise OffsetsGone(f"reading {tp} from offset {planned.start if planned else '?'}: "
+                                              f"{message.error().str()}")
                         raise BrokerUnavailable(f"reading {tp}: {message.error()}")
                     if planned is None or message.offset() >= planned.end:
                         continue
@@ -158,6 +166,13 @@ class KafkaResource(ConfigurableResource):
                     yield _record(message)
                     if message.offset() + 1 >= planned.end:
                         done(tp)
+
+    def unheld(self, ranges: Iterable[OffsetRange]) -> list[OffsetRange]:
+        """The non-empty ranges with offsets Kafka no longer holds (or never did)."""
+        ranges = [r for r in ranges if r.count]
+        marks = self.watermarks({(r.topic, r.partition) for r in ranges})
+        return [r for r in ranges if not (marks[(r.topic, r.partition)][0] <= r.start
+                                          and r.end <= marks[(r.topic, r.partition)][1])]
 
     def commit(self, group_id: str, ends: Mapping[tuple[str, int], int]) -> None:
         """Commit `ends` for the consumer group, so standard Kafka lag tools see Loom's progress."""

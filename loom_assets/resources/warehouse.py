@@ -10,6 +10,7 @@ import contextlib
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from psycopg import sql
 
 from loom_assets.settings import settings
 from loom_assets.stages.landing import Landing, refused
-from loom_assets.windows import OffsetRange
+from loom_assets.windows import OffsetRange, window_size
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # A database that does not answer must fail a sensor tick or a run step, never hang it.
@@ -94,35 +95,35 @@ class Warehouse(ConfigurableResource):
     def last_planned(self, flow: str) -> tuple[datetime | None, dict[tuple[str, int], int]]:
         """The latest planned window of `flow` and the end offset planned last per partition."""
         with self.connect() as conn:
-            latest = conn.execute(
-                "SELECT max(window_start) FROM loom_offset_log WHERE flow = %s", (flow,)
-            ).fetchone()[0]
-            ends = conn.execute(
-                "SELECT DISTINCT ON (topic, partition) topic, partition, end_offset"
-                " FROM loom_offset_log WHERE flow = %s"
-                " ORDER BY topic, partition, window_start DESC",
-                (flow,),
-            ).fetchall()
-        return latest, {(t, p): end for t, p, end in ends}
+            tail = log_tail(conn, flow)
+        return tail.last_start, tail.ends
+
+    def last_planned_end(self, flow: str) -> datetime | None:
+        with self.connect() as conn:
+            return log_tail(conn, flow).last_end
+
+    @contextmanager
+    def planning(self, flow: str) -> Iterator[psycopg.Connection]:
+        """A transaction holding `flow`'s planning lock: read the log's tail, plan, insert, commit,
+        with no other planner (a sensor, `loom process`) in between."""
+        with self.connect() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('loom.planning'), hashtext(%s))", (flow,))
+            yield conn
 
     def record_plans(self, flow: str, size: timedelta,
                      plans: Sequence[tuple[datetime, Sequence[OffsetRange]]]) -> None:
-        """Write windows' plans in one transaction; a window already planned keeps its first plan."""
-        with self.connect() as conn, conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO loom_offset_log"
-                " (flow, window_start, window_end, topic, partition, start_offset, end_offset)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [(flow, start, start + size, r.topic, r.partition, r.start, r.end)
-                 for start, ranges in plans for r in ranges],
-            )
+        """Append windows' plans to the log in one transaction (the log refuses a range that does
+        not start where its partition's previous range ended)."""
+        with self.planning(flow) as conn:
+            insert_plans(conn, flow, size, plans)
 
     def planned_ranges(self, flow: str, start: datetime, end: datetime) -> dict[datetime, list[OffsetRange]]:
-        """The planned ranges of every window in [start, end), by window start."""
+        """The planned ranges of every window in [start, end), by window start (less those whose
+        records Kafka dropped before they landed)."""
         with self.connect() as conn:
             rows = conn.execute(
                 "SELECT window_start, topic, partition, start_offset, end_offset FROM loom_offset_log"
-                " WHERE flow = %s AND window_start >= %s AND window_start < %s"
+                " WHERE flow = %s AND window_start >= %s AND window_start < %s AND lost_at IS NULL"
                 " ORDER BY window_start, topic, partition",
                 (flow, start, end),
             ).fetchall()
@@ -130,6 +131,79 @@ class Warehouse(ConfigurableResource):
         for window_start, topic, partition, first, last in rows:
             plans.setdefault(window_start, []).append(OffsetRange(topic, partition, first, last))
         return plans
+
+    def unlanded_windows(self, flow: str, since: datetime) -> list["UnlandedWindow"]:
+        """Windows from `since` on with records planned that have neither landed nor been lost."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT window_start, topic, partition, start_offset, end_offset, requests, requested_at"
+                " FROM loom_offset_log WHERE flow = %(flow)s AND lost_at IS NULL AND window_start IN ("
+                "  SELECT window_start FROM loom_offset_log WHERE flow = %(flow)s AND window_start >= %(since)s"
+                "   AND landed_at IS NULL AND lost_at IS NULL AND end_offset > start_offset)"
+                " ORDER BY window_start, topic, partition",
+                {"flow": flow, "since": since},
+            ).fetchall()
+        windows: dict[datetime, UnlandedWindow] = {}
+        for start, topic, partition, first, last, requests, requested_at in rows:
+            window = windows.setdefault(start, UnlandedWindow(start, [], requests, requested_at))
+            window.ranges.append(OffsetRange(topic, partition, first, last))
+        return list(windows.values())
+
+    def mark_requested(self, flow: str, starts: Sequence[datetime], at: datetime) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                "UPDATE loom_offset_log SET requests = requests + 1, requested_at = %s"
+                " WHERE flow = %s AND window_start = ANY(%s)",
+                (at, flow, list(starts)),
+            )
+
+    def mark_lost(self, flow: str, start: datetime, ranges: Sequence[OffsetRange], reason: str) -> None:
+        """These ranges' records left Kafka before they landed: say so for good and stop asking
+        (the window's other ranges still land)."""
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE loom_offset_log SET lost_at = now(), lost_reason = %s WHERE flow = %s"
+                " AND window_start = %s AND topic = %s AND partition = %s AND landed_at IS NULL",
+                [(reason, flow, start, r.topic, r.partition) for r in ranges],
+            )
+
+    def landed_prefix(self, flow: str) -> dict[tuple[str, int], int]:
+        """Per partition, the end of its longest run of windows that have landed (or hold no
+        records, or were lost): what the consumer group may commit without skipping a hole."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT topic, partition, max(end_offset) FROM loom_offset_log l WHERE flow = %s"
+                " AND NOT EXISTS (SELECT 1 FROM loom_offset_log u WHERE u.flow = l.flow AND u.topic = l.topic"
+                "  AND u.partition = l.partition AND u.window_start <= l.window_start"
+                "  AND u.landed_at IS NULL AND u.lost_at IS NULL AND u.end_offset > u.start_offset)"
+                " GROUP BY topic, partition",
+                (flow,),
+            ).fetchall()
+        return {(topic, partition): end for topic, partition, end in rows}
+
+    def landing_state(self, flow: str) -> dict:
+        """What the log knows of `flow`'s landing: records planned but not landed, windows asked
+        for again and again, records lost, and the gaps Loom skipped on purpose."""
+        with self.connect() as conn:
+            unlanded, failing = conn.execute(
+                "SELECT coalesce(sum(end_offset - start_offset), 0),"
+                " count(DISTINCT window_start) FILTER (WHERE requests >= %s)"
+                " FROM loom_offset_log WHERE flow = %s AND landed_at IS NULL AND lost_at IS NULL",
+                (FAILING_AFTER_REQUESTS, flow),
+            ).fetchone()
+            lost = conn.execute(
+                "SELECT coalesce(sum(end_offset - start_offset), 0) FROM loom_offset_log"
+                " WHERE flow = %s AND lost_at IS NOT NULL AND landed_at IS NULL", (flow,),
+            ).fetchone()[0]
+            gaps = conn.execute(
+                "SELECT topic, partition, from_offset, to_offset, window_start, reason FROM loom_offset_gaps"
+                " WHERE flow = %s ORDER BY detected_at", (flow,),
+            ).fetchall()
+        return {
+            "unlanded_records": int(unlanded), "failing_windows": int(failing), "lost_records": int(lost),
+            "gaps": [{"partition": f"{t}/{p}", "offsets": f"[{a}, {b})", "window": w, "reason": r}
+                     for t, p, a, b, w, r in gaps],
+        }
 
     # -- reads ------------------------------------------------------------------------------
     def query(self, statement: str | sql.Composable, params: Sequence | Mapping | None = None) -> pd.DataFrame:
@@ -207,6 +281,88 @@ def replace_errors(conn: psycopg.Connection, flow: str, start: datetime, end: da
         (flow, start, end),
     )
     copy_frame(conn, "processing_errors", errors)
+
+
+# -- the offset log ----------------------------------------------------------------------------
+# A window asked for this many times without landing is shown as failing (it is still asked for).
+FAILING_AFTER_REQUESTS = 3
+
+
+@dataclass(frozen=True)
+class LogTail:
+    """Where `flow`'s next window starts: its last planned window and each partition's end."""
+
+    last_start: datetime | None
+    last_end: datetime | None
+    ends: dict[tuple[str, int], int]
+
+
+@dataclass
+class UnlandedWindow:
+    start: datetime
+    ranges: list[OffsetRange]
+    requests: int
+    requested_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OffsetGap:
+    """Offsets between two planned ranges of a partition that no window holds: Kafka deleted them
+    before they were planned (`expired`), or the topic was recreated (`topic_reset`)."""
+
+    topic: str
+    partition: int
+    from_offset: int
+    to_offset: int
+    reason: str
+
+    @property
+    def records(self) -> int:
+        return max(0, self.to_offset - self.from_offset)
+
+
+def log_tail(conn: psycopg.Connection, flow: str) -> LogTail:
+    last_start, last_end = conn.execute(
+        "SELECT window_start, window_end FROM loom_offset_log WHERE flow = %s ORDER BY window_start DESC LIMIT 1",
+        (flow,),
+    ).fetchone() or (None, None)
+    ends = conn.execute(
+        "SELECT DISTINCT ON (topic, partition) topic, partition, end_offset"
+        " FROM loom_offset_log WHERE flow = %s ORDER BY topic, partition, window_start DESC",
+        (flow,),
+    ).fetchall()
+    return LogTail(last_start, last_end, {(t, p): end for t, p, end in ends})
+
+
+def insert_plans(conn: psycopg.Connection, flow: str, size: timedelta,
+                 plans: Sequence[tuple[datetime, Sequence[OffsetRange]]], gaps: Sequence[OffsetGap] = ()) -> None:
+    """Gaps first: the log accepts a range that does not start at its partition's previous end
+    only where a gap row says why."""
+    first = min((start for start, _ in plans), default=None)
+    with conn.cursor() as cur:
+        if gaps and first is not None:
+            cur.executemany(
+                "INSERT INTO loom_offset_gaps (flow, topic, partition, from_offset, to_offset, window_start, reason)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(flow, g.topic, g.partition, g.from_offset, g.to_offset, first, g.reason) for g in gaps],
+            )
+        cur.executemany(
+            "INSERT INTO loom_offset_log"
+            " (flow, window_start, window_end, topic, partition, start_offset, end_offset, landed_at)"
+            # A window without records has nothing to land: it counts as landed when planned.
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)",
+            [(flow, start, start + size, r.topic, r.partition, r.start, r.end, r.count == 0)
+             for start, ranges in plans for r in ranges],
+        )
+
+
+def mark_landed(conn: psycopg.Connection, flow: str, start: datetime, end: datetime, run_id: str) -> None:
+    """In the raw write's transaction: the windows in [start, end) have landed."""
+    conn.execute(
+        "UPDATE loom_offset_log SET landed_at = now(), landed_by = %s"
+        " WHERE flow = %s AND window_start >= %s AND window_start < %s AND lost_at IS NULL",
+        (run_id, flow, start, end),
+    )
 
 
 # -- DataFrame <-> PostgreSQL -------------------------------------------------------------------
@@ -360,12 +516,35 @@ def _window_clause(table_slice: TableSlice) -> tuple[sql.Composable, list]:
     return (sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("TRUE")), params
 
 
+def _slice_windows(context: OutputContext, table_slice: TableSlice) -> list[datetime]:
+    """The window starts a slice covers (one, or a ranged run's every window)."""
+    size = window_size(context.asset_key.path[0])
+    starts = []
+    for dimension in table_slice.partition_dimensions or []:
+        start = dimension.partitions.start
+        while start < dimension.partitions.end:
+            starts.append(start)
+            start += size
+    return starts
+
+
+def lock_windows(conn: psycopg.Connection, table: str, starts: Iterable[datetime]) -> None:
+    """One writer per (table, window) at a time, until the caller's transaction ends: a second
+    writer waits, then deletes and rewrites what the first committed, so a window never holds
+    two writers' rows. Taken in order, so two ranged runs cannot deadlock."""
+    minutes = sorted({int(start.timestamp() // 60) for start in starts})
+    if minutes:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s), m) FROM unnest(%s::integer[]) AS m",
+                     (table, minutes))
+
+
 class PostgresClient(DbClient):
     def __init__(self, database_url: str):
         self.database_url = database_url
 
     @staticmethod
     def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection: psycopg.Connection) -> None:
+        lock_windows(connection, table_slice.table, _slice_windows(context, table_slice))
         where, params = _window_clause(table_slice)
         model_version = (context.definition_metadata or {}).get("model_version")
         if model_version is not None:
@@ -451,6 +630,7 @@ class LandingHandler(DbTypeHandler[Landing]):
         landed = refused(obj, refusals)
         (window,) = [d.partitions for d in table_slice.partition_dimensions]
         replace_errors(connection, landed.flow, window.start, window.end, landed.errors)
+        mark_landed(connection, landed.flow, window.start, window.end, context.run_id)
         obj.rows, obj.errors, obj.records = landed.rows, landed.errors, landed.records
         return {
             "dagster/row_count": len(landed.rows),

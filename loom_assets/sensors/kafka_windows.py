@@ -1,22 +1,56 @@
 """One sensor factory: each flow's sensor plans closed windows into the offset log, then asks
-for their runs (DESIGN §1, §3). The log is the state; the cursor only says what was last seen."""
+for the runs of every window that has not landed yet (docs/reliability.md). The log is the
+state; the cursor only says what was last planned."""
 
+import logging
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SkipReason, sensor
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
 
 from loom_assets.flows.base import Flow
 from loom_assets.resources.kafka import KafkaResource
-from loom_assets.resources.warehouse import Warehouse
+from loom_assets.resources.warehouse import (
+    FAILING_AFTER_REQUESTS,
+    OffsetGap,
+    Warehouse,
+    insert_plans,
+    log_tail,
+)
 from loom_assets.settings import settings
-from loom_assets.windows import OffsetRange, partition_key, plan_hash, plan_ranges, window_of
+from loom_assets.windows import (
+    OffsetRange,
+    offset_gaps,
+    partition_key,
+    plan_hash,
+    plan_ranges,
+    window_at_or_after,
+    window_of,
+)
+
+log = logging.getLogger(__name__)
 
 # Bounds the work of one tick after a long pause; the next tick goes on where this one stopped.
 MAX_WINDOWS_PER_TICK = 48
-# Windows planned this recently are asked for again each tick: run keys make that a no-op,
-# and a run lost between planning and requesting (a daemon crash) is requested after all.
-REQUEST_AGAIN_WITHIN = timedelta(minutes=30)
+# A record stamped later than this ahead of now is an anomaly (a device clock far off): time
+# lookups that reach it are not trusted (see `plan_ranges`).
+STAMPED_AHEAD_AFTER = timedelta(hours=1)
+# A window whose run failed is asked for again after 1, 2, 4 … minutes, at most hourly.
+MAX_RETRY_DELAY = timedelta(hours=1)
+# Run monitoring fails a window run still going after this long (its process may have died
+# unseen), and the window is asked for again.
+WINDOW_RUN_MAX_SECONDS = 3600
+IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+             DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 
 @dataclass(frozen=True)
@@ -34,56 +68,124 @@ class PlannedWindow:
 
 
 def plan_closed_windows(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: datetime,
-                        through_now: bool = False) -> list[PlannedWindow]:
+                        through_now: bool = False, warn: Callable[[str], None] = log.warning) -> list[PlannedWindow]:
     """Plan every window of `flow` that has closed (plus grace) since the last planned one.
 
     `through_now` also plans the window in progress, up to the high watermark of this moment
     (for headless catch-up and tests: its later messages simply land in the next window).
+    Planning holds the flow's lock from reading the log's tail to writing the new plans, so two
+    planners (the sensor, `loom process`) can neither overlap nor leave a gap.
     """
     size, grace = flow.window, settings().window_grace
-    last_start, previous_ends = warehouse.last_planned(flow.name)
     newest = window_of(now, size) if through_now else window_of(now - grace, size) - size
-    tps = kafka.partitions(flow.topics)
-    if not tps or (last_start is not None and last_start + size > newest):
-        return []
-    marks = kafka.watermarks(tps)
-    lows = {tp: low for tp, (low, _) in marks.items()}
-    highs = {tp: high for tp, (_, high) in marks.items()}
-    if last_start is not None:
-        start = last_start + size
-    else:
-        # The first plan starts at the oldest record's window (within retention), so a backlog
-        # spreads over the windows of its own time instead of landing in one.
-        oldest = kafka.oldest_timestamp(lows, highs)
-        start = newest if oldest is None else min(newest, max(window_of(oldest, size),
-                                                              window_of(now - settings().retention, size)))
-    windows = []
-    while start <= newest and len(windows) < MAX_WINDOWS_PER_TICK:
-        windows.append(start)
-        start += size
-    # A window still open (through_now) has no timestamp lookup: it ends at the high watermark.
-    lookups = kafka.offsets_at(tps, [w + size for w in windows if w + size <= now])
-    planned = []
-    for window in windows:
-        ranges = plan_ranges(previous_ends, lows, highs, lookups.get(window + size, {}))
-        planned.append(PlannedWindow(window, tuple(ranges)))
-        previous_ends = {(r.topic, r.partition): r.end for r in ranges}
-    warehouse.record_plans(flow.name, size, [(w.start, w.ranges) for w in planned])
+    with warehouse.planning(flow.name) as conn:
+        tail = log_tail(conn, flow.name)
+        start = None if tail.last_end is None else window_at_or_after(tail.last_end, size)
+        if start is not None and start > newest:
+            return []
+        tps = kafka.partitions(flow.topics)
+        if not tps:
+            return []
+        marks = kafka.watermarks(tps)
+        lows = {tp: low for tp, (low, _) in marks.items()}
+        highs = {tp: high for tp, (_, high) in marks.items()}
+        if start is None:
+            # The first plan starts at the oldest record's window (within retention), so a backlog
+            # spreads over the windows of its own time instead of landing in one.
+            oldest = kafka.oldest_timestamp(lows, highs)
+            start = newest if oldest is None else min(newest, max(window_of(oldest, size),
+                                                                  window_of(now - settings().retention, size)))
+        elif start != tail.last_end:
+            warn(f"{flow.name}: the window size is now {size}; the last window ended at {tail.last_end:%Y-%m-%d %H:%M}, "
+                 f"so the next starts on the new grid at {start:%Y-%m-%d %H:%M} (its offsets follow on exactly)")
+        windows = []
+        while start <= newest and len(windows) < MAX_WINDOWS_PER_TICK:
+            windows.append(start)
+            start += size
+        if not windows:
+            return []
+        # A window still open (through_now) has no timestamp lookup: it ends at the high watermark.
+        ahead_of = now + STAMPED_AHEAD_AFTER
+        lookups = kafka.offsets_at(tps, [w + size for w in windows if w + size <= now] + [ahead_of])
+        stamped_ahead = lookups.pop(ahead_of, {})
+        gaps = [OffsetGap(*gap) for gap in offset_gaps(tail.ends, lows, highs)]
+        for gap in gaps:
+            warn(f"{flow.name}: {gap.topic}/{gap.partition} offsets [{gap.from_offset}, {gap.to_offset}) were never "
+                 f"planned: " + ("Kafka's retention deleted them first" if gap.reason == "expired"
+                                 else "the high watermark is below the last planned end, so the topic was recreated"))
+        previous_ends = tail.ends
+        planned = []
+        for window in windows:
+            lookup = lookups.get(window + size, {})
+            ranges = plan_ranges(previous_ends, lows, highs, lookup, stamped_ahead)
+            for tp in _stalled_lookups(lookup, stamped_ahead):
+                warn(f"{flow.name}: {tp[0]}/{tp[1]} offset {stamped_ahead[tp]} is stamped more than {STAMPED_AHEAD_AFTER} "
+                     f"ahead, so timestamp lookups stop there: window {window:%Y-%m-%d %H:%M} takes the "
+                     "partition up to its high watermark")
+            planned.append(PlannedWindow(window, tuple(ranges)))
+            previous_ends = {(r.topic, r.partition): r.end for r in ranges}
+        insert_plans(conn, flow.name, size, [(w.start, w.ranges) for w in planned], gaps)
     return planned
 
 
-def run_requests(flow: Flow, warehouse: Warehouse, now: datetime, planned: list[PlannedWindow]) -> list[RunRequest]:
-    """Run requests for the windows just planned and those planned recently, if they hold
-    records; the run key (window + plan hash) makes a repeated request a no-op."""
-    since = window_of(now - max(REQUEST_AGAIN_WITHIN, 2 * flow.window), flow.window)
-    recent = warehouse.planned_ranges(flow.name, since, now + flow.window)
-    windows = {w.start: w for w in planned}
-    windows.update((start, PlannedWindow(start, tuple(ranges))) for start, ranges in recent.items())
-    return [
-        RunRequest(partition_key=partition_key(w.start), run_key=w.run_key, tags={"loom/flow": flow.name})
-        for _, w in sorted(windows.items())
-        if w.records > 0
-    ]
+def _stalled_lookups(lookup: dict, stamped_ahead: dict) -> list[tuple[str, int]]:
+    return [tp for tp, offset in lookup.items()
+            if offset is not None and stamped_ahead.get(tp) is not None and offset >= stamped_ahead[tp]]
+
+
+def retry_delay(requests: int) -> timedelta:
+    """How long after its latest request a window that has not landed is asked for again."""
+    return min(MAX_RETRY_DELAY, timedelta(minutes=2 ** max(0, requests - 1)))
+
+
+def windows_in_flight(instance, flow: Flow) -> set[str]:
+    """Partition keys of `flow`'s runs queued or running now."""
+    runs = instance.get_runs(RunsFilter(job_name=flow.job.name, statuses=IN_FLIGHT))
+    return {run.tags.get("dagster/partition") for run in runs} - {None}
+
+
+def run_requests(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: datetime,
+                 in_flight: Container[str] = frozenset(), backoff: bool = True,
+                 warn: Callable[[str], None] = log.warning) -> list[RunRequest]:
+    """Runs for every window within retention that holds records and has not landed, unless one
+    is in flight or (`backoff`) its last request is too recent. Each request has a run key of its
+    own (window, plan, attempt), so a window whose run failed or whose process died is asked for
+    again, not forgotten. Ranges whose offsets Kafka dropped before they landed are marked lost,
+    loudly, and the window's other ranges still land."""
+    unlanded = warehouse.unlanded_windows(flow.name, since=now - settings().retention)
+    if not unlanded:
+        return []
+    marks = kafka.watermarks({(r.topic, r.partition) for w in unlanded for r in w.ranges})
+    requests, asked = [], []
+    for window in unlanded:
+        key = partition_key(window.start)
+        gone = [r for r in window.ranges if r.count and not _held(r, marks.get((r.topic, r.partition)))]
+        if gone:
+            reason = "; ".join(f"{r.topic}/{r.partition} [{r.start}, {r.end}) is no longer in Kafka, which holds "
+                               f"{list(marks.get((r.topic, r.partition), ()))}" for r in gone)
+            warn(f"{flow.name} {key}: {sum(r.count for r in gone)} records LOST before they landed: {reason}")
+            warehouse.mark_lost(flow.name, window.start, gone, reason)
+            if all(r in gone for r in window.ranges if r.count):
+                continue
+        if key in in_flight:
+            continue
+        if backoff and window.requested_at is not None and now - window.requested_at < retry_delay(window.requests):
+            continue
+        attempt = window.requests + 1
+        tags = {"loom/flow": flow.name, "loom/attempt": str(attempt),
+                "dagster/max_runtime_seconds": str(WINDOW_RUN_MAX_SECONDS)}
+        if attempt > FAILING_AFTER_REQUESTS:
+            tags["loom/failing"] = "true"
+            warn(f"{flow.name} {key}: asked for again (attempt {attempt}); its earlier runs did not land it")
+        requests.append(RunRequest(partition_key=key, run_key=f"{key}:{plan_hash(window.ranges)}:{attempt}", tags=tags))
+        asked.append(window.start)
+    if asked:
+        warehouse.mark_requested(flow.name, asked, now)
+    return requests
+
+
+def _held(r: OffsetRange, marks: tuple[int, int] | None) -> bool:
+    return marks is not None and marks[0] <= r.start and r.end <= marks[1]
 
 
 def window_sensor(flow: Flow):
@@ -92,16 +194,18 @@ def window_sensor(flow: Flow):
         job=flow.job,
         minimum_interval_seconds=10,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Plans each closed {flow.name} window into the offset log and requests its run.",
+        description=f"Plans each closed {flow.name} window into the offset log and requests the run of "
+                    "every window not landed yet (again, with a backoff, after a failure).",
     )
     def _sensor(context: SensorEvaluationContext, kafka: KafkaResource, warehouse: Warehouse):
         now = datetime.now(UTC)
-        planned = plan_closed_windows(flow, kafka, warehouse, now)
-        requests = run_requests(flow, warehouse, now, planned)
+        planned = plan_closed_windows(flow, kafka, warehouse, now, warn=context.log.warning)
+        requests = run_requests(flow, kafka, warehouse, now, windows_in_flight(context.instance, flow),
+                                warn=context.log.warning)
         if planned:
             context.update_cursor(partition_key(planned[-1].start))
         if not requests:
-            return SkipReason(f"no new offsets ({len(planned)} windows planned)")
+            return SkipReason(f"nothing to land ({len(planned)} windows planned)")
         return requests
 
     return _sensor

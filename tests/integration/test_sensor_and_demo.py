@@ -10,7 +10,7 @@ from tests.integration.test_spine import flat, invoke, produce, table
 pytestmark = pytest.mark.integration
 
 
-def test_the_sensor_plans_before_requesting_and_repeats_the_same_run_key(loom_env, monkeypatch):
+def test_the_sensor_plans_before_requesting_and_asks_again_only_if_the_window_has_not_landed(loom_env, monkeypatch):
     from loom_assets import definitions
     from loom_assets.sensors import kafka_windows
 
@@ -37,8 +37,13 @@ def test_the_sensor_plans_before_requesting_and_repeats_the_same_run_key(loom_en
             "SELECT sum(end_offset - start_offset) FROM loom_offset_log WHERE flow = 'app_lifecycle'"
         ).fetchone()[0]
     assert planned == 1
-    again, _ = evaluate()
-    assert [r.run_key for r in again] == [requests[0].run_key]
+    # Asked for once; again only if it has not landed by the retry delay, under a new run key.
+    assert evaluate()[0] == []
+    retry_at = later + kafka_windows.retry_delay(1)
+    monkeypatch.setattr(kafka_windows, "datetime", type("Clock", (), {"now": staticmethod(lambda tz=None: retry_at)}))
+    [again], _ = evaluate()
+    assert again.partition_key == requests[0].partition_key and again.run_key != requests[0].run_key
+    assert again.tags["loom/attempt"] == "2"
 
 
 def test_demo_events_land_in_every_table_without_errors(loom_env):

@@ -42,9 +42,12 @@ def nested(at: datetime, message_type: str, **data) -> bytes:
 
 def produce(bootstrap: str, messages: list[tuple[str, bytes]], key: bytes = DEVICE.encode()) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 64 * 1024 * 1024})
+    failed = []
     for topic, value in messages:
-        producer.produce(topic, value=value, key=key, timestamp=time.time_ns() // 1_000_000)
+        producer.produce(topic, value=value, key=key, timestamp=time.time_ns() // 1_000_000,
+                         on_delivery=lambda error, _: failed.append(error) if error else None)
     assert producer.flush(30) == 0
+    assert not failed, failed
 
 
 def light_flow_messages(now: datetime) -> list[tuple[str, bytes]]:

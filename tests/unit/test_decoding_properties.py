@@ -1,5 +1,5 @@
 """Property: whatever bytes reach a raw topic, each record becomes a storable row or an error
-row, and no exception escapes decoding or landing (issue 11: one bad record used to fail its
+row, and no exception escapes decoding or landing (one bad record used to fail its
 whole window)."""
 
 import copy
