@@ -4,7 +4,8 @@ PGlite (``loom_assets.embedded.timescale``) needs nothing but Node, but serves o
 and cannot COPY. A PostgreSQL with the timescaledb extension has neither limit: the embedded
 PostgreSQL's own installation with TimescaleDB built into it (``make timescaledb`` makes one
 in ``.loom/timescaledb``; cmake and a C compiler are needed), or any other such installation
-named by ``LOOM_TEST_TIMESCALEDB_BIN`` (its ``bin`` folder).
+named by ``LOOM_TEST_TIMESCALEDB_BIN`` (its ``bin`` folder; set but empty: PGlite, even
+where a real one is installed).
 
 The server is started as the embedded one is (see ``loom_assets.embedded.postgres``): ``trust``
 authentication on a Unix socket only, and as root under the ``embedded_postgres`` system user.
@@ -41,9 +42,11 @@ def has_timescaledb(bin_dir: Path) -> bool:
 def timescaledb_bin() -> Path | None:
     """The bin folder of a PostgreSQL that has TimescaleDB: `LOOM_TEST_TIMESCALEDB_BIN`, else
     ``make timescaledb``'s, else the embedded PostgreSQL's if TimescaleDB was added to it; None
-    when there is none. A folder named in the variable that lacks TimescaleDB is an error, not a
-    quiet fall back to PGlite."""
+    when there is none, or when the variable is set but empty (PGlite wanted). A folder named
+    in the variable that lacks TimescaleDB is an error, not a quiet fall back to PGlite."""
     configured = os.environ.get(BIN_ENV)
+    if configured == "":
+        return None
     if configured:
         bin_dir = Path(configured).expanduser().resolve()
         if not has_timescaledb(bin_dir):

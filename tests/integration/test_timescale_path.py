@@ -151,7 +151,7 @@ def timescale() -> Iterator[dict]:
             shutil.rmtree(data_dir, ignore_errors=True)
         return
     if shutil.which("node") is None:
-        pytest.skip("no TimescaleDB: set LOOM_TEST_TIMESCALEDB_BIN, or install Node.js 20+ for PGlite")
+        pytest.skip("no TimescaleDB: `make timescaledb`, or install Node.js 20+ for PGlite")
     from loom_assets.embedded.timescale import start_timescale
 
     pglite = start_timescale(CACHE / "timescale")
@@ -413,7 +413,7 @@ def test_rerunning_a_window_of_a_compressed_chunk_decompresses_only_its_batches(
     window of a compressed day under the limit: the DELETE decompresses the whole chunk. After
     0019 it decompresses the batches of that window only, and the re-run leaves the same rows."""
     if timescale["server"] is None:
-        pytest.skip("COPY needs a real TimescaleDB server (PGlite has none): set LOOM_TEST_TIMESCALEDB_BIN")
+        pytest.skip("COPY needs a real TimescaleDB server (PGlite has none): `make timescaledb`")
     table, device = "app_lifecycle_raw", str(uuid.uuid4())
     url = create_database(timescale["server"], f"loom_orderby_{uuid.uuid4().hex[:10]}")
     before = tmp_path / "sql"
