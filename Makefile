@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test bench system-deps
+.PHONY: install dev test bench system-deps timescaledb
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ dev: install
 # the slowest 15 are printed so that slow tests are seen.
 test: install
 	$(PYTHON) -m pytest -q -p no:cacheprovider -p no:randomly --durations=15
+
+# Optional: a real TimescaleDB for the tests of the hypertable path (else they use PGlite).
+timescaledb: install
+	@bash scripts/timescaledb.sh
 
 bench: install
 	$(PYTHON) bench/landing.py

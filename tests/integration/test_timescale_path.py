@@ -1,9 +1,12 @@
 """The TimescaleDB path of the `sql/` migrations, for real, and the native-partition fallback.
 
-TimescaleDB: PGlite built with TimescaleDB 2.23 (`loom_assets.embedded.timescale`), one
-in-memory server for the module. Its limits shape these tests: one connection at a time (every
-connection here is closed before the next opens), no background workers (policies are run
-with `CALL run_job(..)`), no COPY FROM STDIN (rows go in with small parameterised INSERTs).
+TimescaleDB: a real PostgreSQL + TimescaleDB server where one is installed
+(`loom_assets.embedded.timescale_server`: `LOOM_TEST_TIMESCALEDB_BIN` or `make timescaledb`),
+else PGlite built with TimescaleDB 2.23 (`loom_assets.embedded.timescale`); one server for the
+module, either way. PGlite's limits shape the tests that run on both: one connection at a time
+(every connection here is closed before the next opens), no background workers (policies are
+run with `CALL run_job(..)`; the real server runs without them too), no COPY FROM STDIN (rows go
+in with small parameterised INSERTs). Tests that write through COPY need the real server.
 
 `apply_migrations` keeps yoyo to a single connection, closed on return, so it runs as shipped.
 
@@ -25,6 +28,7 @@ import psycopg
 from psycopg import sql
 import pytest
 
+from loom_assets.embedded.postgres import create_database
 from loom_assets.resources.warehouse import SQL_DIR, apply_migrations, copy_frame
 
 pytestmark = pytest.mark.integration
@@ -130,18 +134,32 @@ def job_id(conn: psycopg.Connection, table: str, proc: str) -> int:
 
 @pytest.fixture(scope="module")
 def timescale() -> Iterator[dict]:
-    """One in-memory PGlite+TimescaleDB server (npm packages cached in .loom/cache/timescale),
-    migrated once; the first migration run's result is kept for the idempotence test."""
+    """One TimescaleDB server, migrated once; the first migration run's result is kept for the
+    idempotence test. `server` is the server's own URI (a real server can make more databases)
+    or None on PGlite (in memory, npm packages cached in .loom/cache/timescale)."""
+    from loom_assets.embedded.timescale_server import start_timescaledb, timescaledb_bin
+
+    bin_dir = timescaledb_bin()
+    if bin_dir is not None:
+        data_dir = Path(tempfile.mkdtemp(prefix="loom-tsdb-"))
+        server = start_timescaledb(bin_dir, data_dir)
+        try:
+            uri = create_database(server.uri, "loom_timescale")
+            yield {"uri": uri, "first": apply_migrations(uri), "server": server.uri}
+        finally:
+            server.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
+        return
     if shutil.which("node") is None:
-        pytest.skip("node is not installed: PGlite/TimescaleDB needs Node.js 20+")
+        pytest.skip("no TimescaleDB: `make timescaledb`, or install Node.js 20+ for PGlite")
     from loom_assets.embedded.timescale import start_timescale
 
-    server = start_timescale(CACHE / "timescale")
+    pglite = start_timescale(CACHE / "timescale")
     try:
-        first = apply_migrations(server.uri)
-        yield {"uri": server.uri, "first": first}
+        first = apply_migrations(pglite.uri)
+        yield {"uri": pglite.uri, "first": first, "server": None}
     finally:
-        server.stop()
+        pglite.stop()
 
 
 def test_migrations_apply_on_timescaledb_and_a_second_run_applies_nothing(timescale):
@@ -168,6 +186,11 @@ def test_every_timeseries_table_is_a_hypertable_with_its_chunks_compression_and_
                 "SELECT hypertable_name, attname FROM timescaledb_information.compression_settings"
                 " WHERE segmentby_column_index IS NOT NULL ORDER BY segmentby_column_index"):
             segment_by.setdefault(table, []).append(column)
+        order_by = {}
+        for table, column, ascending in conn.execute(
+                "SELECT hypertable_name, attname, orderby_asc FROM timescaledb_information.compression_settings"
+                " WHERE orderby_column_index IS NOT NULL ORDER BY orderby_column_index"):
+            order_by.setdefault(table, []).append((column, ascending))
         jobs = {(r[0], r[1]): r[2] for r in conn.execute(
             "SELECT hypertable_name, proc_name, config FROM timescaledb_information.jobs"
             " WHERE proc_name IN ('policy_compression', 'policy_retention')")}
@@ -188,6 +211,9 @@ def test_every_timeseries_table_is_a_hypertable_with_its_chunks_compression_and_
             continue
         assert hypertables[table] is True, f"{table}: compression not enabled"
         assert segment_by[table] == [SEGMENT_BY.get(table, "device_id")], table
+        # Writing a window deletes it by window_start: batches are ordered by window first.
+        assert order_by[table] == ([("window_start", False)] if time_column == "window_start"
+                                   else [("window_start", True), (time_column, False)]), table
         compress = jobs[(table, "policy_compression")]
         assert pd.Timedelta(compress["compress_after"]) == compress_after, (table, compress)
     assert len(jobs) == 2 * len(registered) - sum(c is None for *_, c in registered.values())
@@ -337,6 +363,125 @@ def test_embedding_tables_search_by_vector_and_text_on_timescaledb_even_compress
     assert [h.source_id for h in by_text] == ["seg-other"] and "«plumber»" in by_text[0].snippet
 
 
+def test_tables_made_after_the_migrations_order_compressed_batches_by_window_first(timescale):
+    with connect(timescale["uri"]) as conn:
+        conn.execute("SELECT loom_create_timeseries('loom_later_table', 'window_start timestamptz NOT NULL,"
+                     " device_id text NOT NULL, started_at timestamptz NOT NULL', 'started_at')")
+        order_by = conn.execute(
+            "SELECT attname, orderby_asc FROM timescaledb_information.compression_settings"
+            " WHERE hypertable_name = 'loom_later_table' AND orderby_column_index IS NOT NULL"
+            " ORDER BY orderby_column_index").fetchall()
+    assert order_by == [("window_start", True), ("started_at", False)]
+
+
+WINDOW = timedelta(minutes=15)
+# Low enough that decompressing the whole chunk (96 windows x 210 rows) fails, high enough for
+# the batches (1000 rows each) that hold one window.
+DECOMPRESSION_LIMIT = 5000
+
+
+def rewrite_window(url: str, table: str, start: datetime, rows: pd.DataFrame) -> None:
+    """Write one window as the IO manager does (DELETE of the window, then COPY, in one
+    transaction), under a low limit on the tuples one DML transaction may decompress."""
+    from dagster import TimeWindow, build_output_context
+    from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
+
+    from loom_assets.resources.warehouse import PostgresClient
+
+    client = PostgresClient(url)
+    window = TableSlice(table=table, schema="public", partition_dimensions=[
+        TablePartitionDimension(partition_expr="window_start", partitions=TimeWindow(start, start + WINDOW))])
+    with client.connect(None, window) as conn:
+        conn.execute(f"SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = {DECOMPRESSION_LIMIT}")
+        client.delete_table_slice(build_output_context(), window, conn)
+        copy_frame(conn, table, rows)
+
+
+def tuples_decompressed(url: str, table: str, start: datetime) -> int:
+    """What deleting the window would decompress (rolled back, with no limit)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
+        (plan,) = conn.execute(sql.SQL(
+            "EXPLAIN (ANALYZE, FORMAT JSON) DELETE FROM {} WHERE window_start >= %s AND window_start < %s"
+        ).format(sql.Identifier(table)), (start, start + WINDOW)).fetchone()[0]
+        conn.rollback()
+    return plan["Plan"].get("Tuples decompressed", 0)
+
+
+def test_rerunning_a_window_of_a_compressed_chunk_decompresses_only_its_batches(timescale, tmp_path):
+    """A database from before sql/0019 (batches ordered by event time alone) cannot re-run a
+    window of a compressed day under the limit: the DELETE decompresses the whole chunk. After
+    0019 it decompresses the batches of that window only, and the re-run leaves the same rows."""
+    if timescale["server"] is None:
+        pytest.skip("COPY needs a real TimescaleDB server (PGlite has none): `make timescaledb`")
+    table, device = "app_lifecycle_raw", str(uuid.uuid4())
+    url = create_database(timescale["server"], f"loom_orderby_{uuid.uuid4().hex[:10]}")
+    before = tmp_path / "sql"
+    before.mkdir()
+    for migration in SQL_DIR.glob("*.sql"):
+        if migration.name < "0019":
+            shutil.copy(migration, before)
+    assert apply_migrations(url, before)[-1] == "0018.error-publication"
+
+    # A day old enough to compress (raw tables: after 7 days), 96 windows of 210 rows whose event
+    # times fall anywhere in the day (a backlog uploaded late, a device clock off), so ordered
+    # by event time every batch holds rows of every window.
+    day = datetime.combine(today() - timedelta(days=10), datetime.min.time(), tzinfo=UTC)
+    windows = [day + i * WINDOW for i in range(96)]
+    rows = pd.DataFrame([{**app_row(device, day + timedelta(seconds=n * 7919 % 86400), n),
+                          "window_start": windows[n % 96]} for n in range(96 * 210)])
+    target = windows[40]
+    rerun = rows[rows["window_start"] == target].reset_index(drop=True)
+
+    def stored() -> list[tuple]:
+        with connect(url) as conn:
+            return conn.execute(sql.SQL("SELECT * FROM {} ORDER BY source_offset").format(sql.Identifier(table))).fetchall()
+
+    def per_window() -> dict[datetime, int]:
+        with connect(url) as conn:
+            return dict(conn.execute(sql.SQL("SELECT window_start, count(*) FROM {} GROUP BY 1").format(
+                sql.Identifier(table))).fetchall())
+
+    def chunk() -> tuple[str, bool, str]:
+        """The day's chunk: its name, whether it is compressed, its batches' orderby."""
+        with connect(url) as conn:
+            return conn.execute(
+                "SELECT c.chunk_schema || '.' || c.chunk_name, c.is_compressed, s.orderby"
+                " FROM timescaledb_information.chunks c LEFT JOIN timescaledb_information.chunk_compression_settings s"
+                " ON s.chunk = format('%%I.%%I', c.chunk_schema, c.chunk_name)::regclass"
+                " WHERE c.hypertable_name = %s", (table,)).fetchone()
+
+    with psycopg.connect(url) as conn:
+        copy_frame(conn, table, rows)
+    with connect(url) as conn:
+        conn.execute("CALL run_job(%s)", (job_id(conn, table, "policy_compression"),))
+    name, compressed, order_by = chunk()
+    assert compressed and order_by == "recorded_at DESC"
+    everything, counts = stored(), per_window()
+    assert len(everything) == len(rows) and set(counts.values()) == {210}
+
+    old_cost = tuples_decompressed(url, table, target)
+    with pytest.raises(psycopg.Error, match="tuple decompression limit exceeded"):
+        rewrite_window(url, table, target, rerun)
+    assert stored() == everything  # the failed write was rolled back
+
+    assert apply_migrations(url) == [m for m in MIGRATIONS if m >= "0019"]
+    assert chunk() == (name, True, "window_start,recorded_at DESC")
+    new_cost = tuples_decompressed(url, table, target)
+    rewrite_window(url, table, target, rerun)
+    rewrite_window(url, table, target, rerun)  # and once more, now that the chunk is partly compressed
+
+    assert per_window() == counts
+    assert stored() == everything
+    with connect(url) as conn:
+        # Other windows' rows stay in their compressed batches: the rows outside them are the
+        # window's own and the rest of the (at most two) batches it shared.
+        uncompressed = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(
+            sql.Identifier(*name.split(".")))).fetchone()[0]
+    assert old_cost == len(rows)
+    assert new_cost <= 2000 and uncompressed <= 2000, (new_cost, uncompressed)
+
+
 # --------------------------------------------------------------------------- native PostgreSQL
 
 
@@ -344,7 +489,7 @@ def test_embedding_tables_search_by_vector_and_text_on_timescaledb_even_compress
 def native_url() -> Iterator[str]:
     """A migrated database on the embedded PostgreSQL (no timescaledb extension). As root the
     server runs as another user, so its data lives under mkdtemp(), not pytest's tmp_path."""
-    from loom_assets.embedded.postgres import create_database, start_postgres
+    from loom_assets.embedded.postgres import start_postgres
 
     data_dir = Path(tempfile.mkdtemp(prefix="loom-native-"))
     server = start_postgres(data_dir / "postgres")
