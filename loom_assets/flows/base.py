@@ -41,6 +41,7 @@ from dagster._core.storage.tags import (
 )
 
 from loom_assets.erasure import erased_devices
+from loom_assets.redaction import redact
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.warehouse import Warehouse, offsets_metadata
@@ -262,7 +263,7 @@ def error_messages(errors: pd.DataFrame):
     for row in errors.itertuples(index=False):
         yield row.original_key, row.original_value or b"", {
             "loom.error.type": row.error_type.encode(),
-            "loom.error.message": row.error_message.encode()[:4096],
+            "loom.error.message": redact(row.error_message).encode()[:4096],
             "loom.source.topic": row.source_topic.encode(),
             "loom.source.partition": str(row.source_partition).encode(),
             "loom.source.offset": str(row.source_offset).encode(),
@@ -274,12 +275,14 @@ def stage_errors(source: str, errors: pd.DataFrame) -> pd.DataFrame:
     """A stage's error rows (window_start, device_id, recorded_at, source_topic/partition/offset,
     error_type, error_message) in `processing_errors`' shape, under `source` (`<flow>/<stage>`,
     so a re-run of the raw landing never deletes them). The original stays in the raw row; a
-    stage whose input is itself the original (an email's bytes) passes it as `original`."""
+    stage whose input is itself the original (an email's bytes) passes it as `original`.
+    Messages are redacted: a stage's error often quotes a library's, and that may quote a URL."""
     original = errors["original"] if "original" in errors else pd.Series([None] * len(errors), index=errors.index)
     return pd.DataFrame({
         "window_start": errors["window_start"], "flow": source, "source_topic": errors["source_topic"],
         "source_partition": errors["source_partition"], "source_offset": errors["source_offset"],
-        "error_type": errors["error_type"], "error_message": errors["error_message"],
+        "error_type": errors["error_type"],
+        "error_message": errors["error_message"].map(lambda m: redact(m) if isinstance(m, str) else m),
         "original_key": None, "original_value": original,
         "original_size": [len(o) if isinstance(o, bytes | bytearray | memoryview) else 0 for o in original],
         "kafka_timestamp": errors["recorded_at"], "device_id": errors["device_id"],
