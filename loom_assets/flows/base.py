@@ -45,6 +45,7 @@ from loom_assets.redaction import redact
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.warehouse import Warehouse, offsets_metadata
+from loom_assets.run_logs import RUN_LOG_CONFIG
 from loom_assets.settings import settings
 from loom_assets.stages.landing import land, store_blobs, without_erased
 from loom_assets.windows import partitions_def, window_from_key, window_size
@@ -54,7 +55,6 @@ from loom_assets.windows import partitions_def, window_from_key, window_size
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 RAW_LOGIC_VERSION = "1"
-RUN_LOG_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # SPEC §1: every flow's database_writer retries 5 times with a 2 s backoff. Only transient faults
 # (broker, database) fail a run; record faults become error rows.
 RAW_RETRY = RetryPolicy(max_retries=5, delay=2, backoff=Backoff.EXPONENTIAL)
@@ -242,8 +242,6 @@ class Flow:
             partitions_def=self.partitions,
             executor_def=in_process_executor,
             hooks={commit_consumer_group(self)},
-            # Selects the Definitions' JSON console logger for these runs, at INFO (Dagster applies
-            # a code location's loggers only to jobs whose config names them).
             config=RUN_LOG_CONFIG,
             description=f"Land and process one {self.name} window.",
         )
