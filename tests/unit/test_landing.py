@@ -112,3 +112,16 @@ def test_only_errors_that_blame_the_rows_are_bisected_into_error_rows():
     assert not refuses_data(psycopg.OperationalError("connection lost"))
     assert not refuses_data(psycopg.errors.AdminShutdown("terminating connection"))
     assert not refuses_data(ConnectionError())
+
+
+def test_stage_error_rows_and_error_topic_headers_carry_redacted_messages():
+    from loom_assets.flows.base import error_messages, stage_errors
+
+    quoted = "ConnectionError: Max retries exceeded with url: https://u:hunter2@example.com/a?token=SECRET"
+    errors = pd.DataFrame({"window_start": [WINDOW], "source_topic": [TOPIC], "source_partition": [0],
+                           "source_offset": [7], "error_type": ["fetch_failed"], "error_message": [quoted],
+                           "recorded_at": [WINDOW], "device_id": ["dev"]})
+    rows = stage_errors("power_state/enriched", errors)
+    assert rows["error_message"].tolist() == ["ConnectionError: Max retries exceeded with url: https://example.com/a?…"]
+    [(_, _, headers)] = error_messages(errors.assign(original_key=None, original_value=None))
+    assert headers["loom.error.message"] == rows["error_message"].iloc[0].encode()
