@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from loom_assets.redaction import redact
 from loom_assets.settings import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,8 @@ def _flows(name: str | None):
 
 
 def _die(message: str) -> None:
-    click.echo(click.style(message, fg="red"), err=True)
+    # Messages quote errors of libraries, which may quote a URL with its password or token.
+    click.echo(click.style(redact(message), fg="red"), err=True)
     sys.exit(1)
 
 
@@ -376,9 +378,12 @@ def dev(port: int, no_demo: bool) -> None:
 
     config = settings()
     config.home.mkdir(parents=True, exist_ok=True)
+    given_url = os.environ.get("DATABASE_URL")
     stack = services.start_dev_services(config)
     os.environ.update(stack.environment)
-    click.echo(f"PostgreSQL: {stack.environment['DATABASE_URL']}")
+    # The embedded database's URL is printed whole, for other shells to use; one from the
+    # environment is the user's own, and its password stays out of the terminal.
+    click.echo(f"PostgreSQL: {redact(given_url) if given_url else stack.environment['DATABASE_URL']}")
     click.echo(f"Kafka:      {stack.environment['KAFKA_BOOTSTRAP_SERVERS']} ({stack.broker_kind})")
     from loom_assets.resources.warehouse import apply_migrations
 

@@ -1,6 +1,6 @@
 """The one Definitions object: every flow, sensor, check, schedule and resource."""
 
-from dagster import Definitions, json_console_logger
+from dagster import Definitions
 
 from loom_assets.flows import (
     app_lifecycle,
@@ -22,6 +22,7 @@ from loom_assets.resources.geocoder import GeocoderResource
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.models import Models
 from loom_assets.resources.warehouse import HypertableIOManager, Warehouse
+from loom_assets.run_logs import console_logger
 from loom_assets.sensors.kafka_windows import window_sensor
 from loom_assets.sensors.late_inputs import rerun_when_landed
 from loom_assets.sensors.reprocessing import reprocess_schedule
@@ -64,7 +65,7 @@ defs = Definitions(
     schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages),
                email.FETCH_SCHEDULE, hackernews.FETCH_SCHEDULE, calendar.FETCH_SCHEDULE],
     resources=resources(),
-    # Run logs as JSON lines (run id, step, partition tags in `dagster_meta`) for log shippers;
-    # the flow jobs select it in their config.
-    loggers={"console": json_console_logger},
+    # Run logs as redacted JSON lines for log shippers; the flow and fetch jobs select it in
+    # their config.
+    loggers={"console": console_logger},
 )

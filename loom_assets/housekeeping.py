@@ -17,6 +17,7 @@ from dagster import (
 from loom_assets.erasure import referenced_blobs
 from loom_assets.resources.blobs import BlobStore, unreferenced
 from loom_assets.resources.warehouse import Warehouse
+from loom_assets.run_logs import RUN_LOG_CONFIG
 from loom_assets.settings import settings
 
 # Dagster's event log grows by hundreds of MB a day at one run per window per flow (DESIGN §3).
@@ -64,7 +65,7 @@ def prune_dagster_runs(context: OpExecutionContext) -> None:
     context.log.info(f"pruned {pruned} runs created before {before:%Y-%m-%d}")
 
 
-@job(description="Daily retention and pruning.")
+@job(description="Daily retention and pruning.", config=RUN_LOG_CONFIG)
 def housekeeping_job():
     sweep_blobs(drop_expired_partitions())
     prune_dagster_runs()

@@ -24,8 +24,10 @@ from dagster import (
     schedule,
 )
 
+from loom_assets.redaction import redact
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.warehouse import Warehouse
+from loom_assets.run_logs import RUN_LOG_CONFIG
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,9 @@ def fetch_all(context, kafka: KafkaResource, cursors: Cursors, topic: str,
             published[name] = publish(kafka, topic, result.messages) if result.messages else 0
             cursors.put(name, result.cursor)
         except Exception as error:  # noqa: BLE001 - reported per account below, then raised
-            context.log.error(f"{cursors.source} account {name!r}: {type(error).__name__}: {error}")
-            failed[name] = f"{type(error).__name__}: {error}"
+            # An HTTP error quotes the URL, and a private calendar's URL carries its key.
+            failed[name] = redact(f"{type(error).__name__}: {error}")
+            context.log.error(f"{cursors.source} account {name!r}: {failed[name]}")
     context.log.info(f"{cursors.source}: published {published}")
     if failed:
         raise Failure(f"{cursors.source}: {len(failed)} of {len(accounts)} accounts failed: {failed}",
@@ -126,7 +129,7 @@ def fetcher(source: str, topic: str, accounts: Callable[[], Sequence[Any]], fetc
             return
         fetch_all(context, kafka, Cursors(warehouse, source), topic, configured, fetch, datetime.now(UTC))
 
-    @job(name=f"{source}_fetch", description=description, tags={"loom/fetcher": source})
+    @job(name=f"{source}_fetch", description=description, tags={"loom/fetcher": source}, config=RUN_LOG_CONFIG)
     def fetch_job():
         fetch_op()
 

@@ -37,9 +37,11 @@ from dagster import (
 from dagster._utils.warnings import BetaWarning
 
 from loom_assets.erasure import erased_devices
+from loom_assets.redaction import redact
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.kafka import KafkaResource, OffsetsGone
 from loom_assets.resources.warehouse import Warehouse, offsets_metadata
+from loom_assets.run_logs import RUN_LOG_CONFIG
 from loom_assets.settings import settings
 from loom_assets.stages.landing import land, store_blobs, without_erased
 from loom_assets.windows import OffsetRange, partitions_def, window_size
@@ -55,7 +57,6 @@ RAW_LOGIC_VERSION = "1"
 # A raw backfill lands at most this many windows per run, so a run holds a few windows' records
 # in memory, never a month's.
 RAW_WINDOWS_PER_RUN = 4
-RUN_LOG_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # SPEC §1: every flow's database_writer retries 5 times with a 2 s backoff. Only transient faults
 # (broker, database) fail a run; record faults become error rows.
 RAW_RETRY = RetryPolicy(max_retries=5, delay=2, backoff=Backoff.EXPONENTIAL)
@@ -247,8 +248,6 @@ class Flow:
             partitions_def=self.partitions,
             executor_def=in_process_executor,
             hooks={commit_consumer_group(self)},
-            # Selects the Definitions' JSON console logger for these runs, at INFO (Dagster applies
-            # a code location's loggers only to jobs whose config names them).
             config=RUN_LOG_CONFIG,
             description=f"Land and process one {self.name} window.",
         )
@@ -268,7 +267,7 @@ def error_messages(errors: pd.DataFrame):
     for row in errors.itertuples(index=False):
         yield row.original_key, row.original_value or b"", {
             "loom.error.type": row.error_type.encode(),
-            "loom.error.message": row.error_message.encode()[:4096],
+            "loom.error.message": redact(row.error_message).encode()[:4096],
             "loom.source.topic": row.source_topic.encode(),
             "loom.source.partition": str(row.source_partition).encode(),
             "loom.source.offset": str(row.source_offset).encode(),
@@ -280,12 +279,14 @@ def stage_errors(source: str, errors: pd.DataFrame) -> pd.DataFrame:
     """A stage's error rows (window_start, device_id, recorded_at, source_topic/partition/offset,
     error_type, error_message) in `processing_errors`' shape, under `source` (`<flow>/<stage>`,
     so a re-run of the raw landing never deletes them). The original stays in the raw row; a
-    stage whose input is itself the original (an email's bytes) passes it as `original`."""
+    stage whose input is itself the original (an email's bytes) passes it as `original`.
+    Messages are redacted: a stage's error often quotes a library's, and that may quote a URL."""
     original = errors["original"] if "original" in errors else pd.Series([None] * len(errors), index=errors.index)
     return pd.DataFrame({
         "window_start": errors["window_start"], "flow": source, "source_topic": errors["source_topic"],
         "source_partition": errors["source_partition"], "source_offset": errors["source_offset"],
-        "error_type": errors["error_type"], "error_message": errors["error_message"],
+        "error_type": errors["error_type"],
+        "error_message": errors["error_message"].map(lambda m: redact(m) if isinstance(m, str) else m),
         "original_key": None, "original_value": original,
         "original_size": [len(o) if isinstance(o, bytes | bytearray | memoryview) else 0 for o in original],
         "kafka_timestamp": errors["recorded_at"], "device_id": errors["device_id"],

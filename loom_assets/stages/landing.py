@@ -10,6 +10,7 @@ from datetime import datetime
 import pandas as pd
 
 from loom_assets.events import ENVELOPE_COLUMNS, InvalidMessage, Record, blob_fields, decode, payload_columns
+from loom_assets.redaction import redact
 from loom_assets.storable import ID, problem
 
 LINEAGE_COLUMNS = ("source_topic", "source_partition", "source_offset", "ingested_at")
@@ -109,8 +110,9 @@ def _error_row(flow: str, window_start: datetime, record: Record, error: Invalid
         "source_partition": record.partition,
         "source_offset": record.offset,
         "error_type": error.error_type,
-        # The message may quote the record: it must be storable text itself.
-        "error_message": _storable_text(str(error)[:MAX_ERROR_MESSAGE]),
+        # The message may quote the record: it must be storable text itself, and a URL it quotes
+        # loses its credentials and query (the original keeps them).
+        "error_message": _storable_text(redact(str(error))[:MAX_ERROR_MESSAGE]),
         "original_key": record.key,
         "original_value": record.value,
         "original_size": len(record.value or b""),

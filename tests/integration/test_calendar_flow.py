@@ -50,12 +50,19 @@ def radicale(tmp_path):
     server.wait(timeout=10)
 
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    """No access log on stderr: tests read stderr for what Loom printed."""
+
+    def log_message(self, format, *args):
+        pass
+
+
 @pytest.fixture
 def ics_server(tmp_path):
     """An HTTP server (in a thread) serving tmp_path/www."""
     www = tmp_path / "www"
     www.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=str(www)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(www)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield www, f"http://127.0.0.1:{server.server_address[1]}"
@@ -215,3 +222,91 @@ def test_calendars_are_fetched_incrementally_enriched_and_embedded(loom_env, rad
     new = [(key, value) for key, value in after if (key, value) not in before]
     assert len(after) == len(before) + 1 and [key for key, _ in new] == [f"one-on-one/{day}T160000Z"]
     assert new[0][1]["data"]["title"] == "1:1 Alice / Bob"
+
+
+def error_topic_headers(bootstrap: str, topic: str) -> list[dict[str, bytes]]:
+    """The headers of every message on `topic`, read from the beginning."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "calendar-errors-test",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    found, deadline = [], time.monotonic() + 15
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            found.append(dict(message.headers() or []))
+        elif found:
+            break
+    consumer.close()
+    return found
+
+
+def test_a_failing_fetch_leaves_no_secret_in_logs_metadata_or_error_rows(loom_env, ics_server, monkeypatch, capfd):
+    from dagster import DagsterEventType, DagsterInstance, RetryPolicy, job, serialize_value
+
+    from loom_assets import definitions
+    from loom_assets.flows.calendar import FLOW
+    from loom_assets.run_logs import RUN_LOG_CONFIG, console_logger
+
+    key, token, password = "0123456789abcdef0123456789abcdef", "t0kenS3cretX", "pa55w0rdS3cretY"
+    signature = "s1gnatureS3cretZ"  # in a record's schema_version, which its error message quotes
+    www, base = ics_server
+    (www / "team.ics").write_text(vcalendar(vevent("planning", datetime.now(UTC) + timedelta(days=1), "Planning")))
+    # A private address that answers 404, one where nobody answers (urllib3 then quotes only the
+    # path), and one that works with a password in it.
+    monkeypatch.setenv("LOOM_ICAL_URL_1", f"{base}/calendar/ical/alice/private-{key}/basic.ics?token={token}")
+    monkeypatch.setenv("LOOM_CALENDAR_NAME_1", "Private")
+    monkeypatch.setenv("LOOM_ICAL_URL_2", f"http://127.0.0.1:{free_port()}/basic.ics?token={token}")
+    monkeypatch.setenv("LOOM_CALENDAR_NAME_2", "Gone")
+    monkeypatch.setenv("LOOM_ICAL_URL_3", base.replace("http://", f"http://alice:{password}@") + "/team.ics")
+    monkeypatch.setenv("LOOM_CALENDAR_NAME_3", "Team")
+    bootstrap, url = loom_env["bootstrap"], loom_env["database_url"]
+
+    # The fetch op of `loom fetch calendar`, with Loom's run logger, without its 5-minute pauses
+    # between tries.
+    fetch_op = definitions.defs.resolve_job_def("calendar_fetch").graph.node_defs[0]
+
+    @job(logger_defs={"console": console_logger}, config=RUN_LOG_CONFIG)
+    def calendar_fetch_once():
+        fetch_op.with_retry_policy(RetryPolicy(max_retries=0))()
+
+    instance = DagsterInstance.get()
+    fetched = calendar_fetch_once.execute_in_process(instance=instance, resources=definitions.resources(),
+                                                     raise_on_error=False)
+    assert not fetched.success
+    failure = next(e for e in fetched.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    failed = failure.step_failure_data.user_failure_data.metadata["failed"].value
+    assert sorted(failed) == ["Gone", "Private"]
+    assert "HTTPError: 404" in failed["Private"] and "/private-…/basic.ics?…" in failed["Private"]
+    assert "ConnectionError" in failed["Gone"] and "/basic.ics?…" in failed["Gone"]
+
+    produce(bootstrap, [(TOPIC, json.dumps({
+        "schema_version": f"https://calendar.example.com/v?signature={signature}", "device_id": "calendar-fetcher-x",
+        "timestamp": datetime.now(UTC).isoformat(), "data": {"event_id": "x", "start_time": "2026-01-01T00:00:00Z"},
+    }).encode())], key=b"v2")
+    output = invoke("process", "--through-now", "--flow", "calendar")
+    printed = output + "".join(capfd.readouterr())
+
+    events = "".join(serialize_value(entry) for run in instance.get_runs() for entry in instance.all_logs(run.run_id))
+    landed = instance.get_latest_materialization_event(FLOW.key("raw"))
+    metadata = serialize_value(landed.asset_materialization.metadata)
+    errors = table(url, "processing_errors")
+    assert errors["error_type"].tolist() == ["invalid_schema_version"]
+    error = errors.iloc[0]
+    assert "https://calendar.example.com/v?…" in error["error_message"]
+    assert signature.encode() in bytes(error["original_value"])  # the original is kept as received
+    headers = error_topic_headers(bootstrap, FLOW.error_topic)
+    assert len(headers) == 1 and headers[0]["loom.error.message"].decode() == error["error_message"]
+
+    assert "Planning" in table(url, "calendar_raw")["title"].tolist()  # the working account landed
+    logged = "".join(entry.user_message for run in instance.get_runs() for entry in instance.all_logs(run.run_id))
+    assert "/private-…/basic.ics?…" in logged
+    assert json.dumps("/private-…/basic.ics?…")[1:-1] in printed  # as the JSON lines escape it
+    error_rows = errors.drop(columns=["original_value"]).astype(str).to_string()
+    for secret in (key, token, password, signature):
+        assert secret not in events, secret
+        assert secret not in printed, secret
+        assert secret not in metadata, secret
+        assert secret not in error_rows, secret
+        assert secret.encode() not in b"".join(v for h in headers for v in h.values()), secret
+    for secret in (key, token, password):
+        assert secret.encode() not in bytes(error["original_value"]), secret

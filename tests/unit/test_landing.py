@@ -88,6 +88,16 @@ def test_an_error_message_quoting_a_nul_is_stored_escaped():
     assert "\x00" not in message and "\\x00" in message
 
 
+def test_an_error_message_quoting_a_url_loses_its_secrets_while_the_original_keeps_them():
+    bad = json.dumps({"schema_version": "https://u:hunter2@example.com/v?token=SECRET", "device_id": "dev",
+                      "timestamp": "2026-11-24T06:01:00Z", "data": {"battery_level": 5}}).encode()
+    landing = land("power_state", [TOPIC], [record(0, bad)], WINDOW, max_message_bytes=1000)
+    message = landing.errors["error_message"].iloc[0]
+    assert landing.errors["error_type"].iloc[0] == "invalid_schema_version"
+    assert "https://example.com/v?…" in message and "hunter2" not in message and "SECRET" not in message
+    assert landing.errors["original_value"].iloc[0] == bad
+
+
 def test_only_errors_that_blame_the_rows_are_bisected_into_error_rows():
     import psycopg
 
@@ -102,3 +112,16 @@ def test_only_errors_that_blame_the_rows_are_bisected_into_error_rows():
     assert not refuses_data(psycopg.OperationalError("connection lost"))
     assert not refuses_data(psycopg.errors.AdminShutdown("terminating connection"))
     assert not refuses_data(ConnectionError())
+
+
+def test_stage_error_rows_and_error_topic_headers_carry_redacted_messages():
+    from loom_assets.flows.base import error_messages, stage_errors
+
+    quoted = "ConnectionError: Max retries exceeded with url: https://u:hunter2@example.com/a?token=SECRET"
+    errors = pd.DataFrame({"window_start": [WINDOW], "source_topic": [TOPIC], "source_partition": [0],
+                           "source_offset": [7], "error_type": ["fetch_failed"], "error_message": [quoted],
+                           "recorded_at": [WINDOW], "device_id": ["dev"]})
+    rows = stage_errors("power_state/enriched", errors)
+    assert rows["error_message"].tolist() == ["ConnectionError: Max retries exceeded with url: https://example.com/a?…"]
+    [(_, _, headers)] = error_messages(errors.assign(original_key=None, original_value=None))
+    assert headers["loom.error.message"] == rows["error_message"].iloc[0].encode()
