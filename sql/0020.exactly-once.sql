@@ -1,4 +1,4 @@
--- depends: 0018.error-publication
+-- depends: 0019.compression-orderby
 -- Exactly once, enforced by the database (docs/reliability.md):
 --  * the offset log records when each planned range landed, how often its window was asked
 --    for, and whether its records are lost (Kafka dropped them before they landed);
@@ -67,13 +67,20 @@ CREATE OR REPLACE FUNCTION loom_unique_kafka_position(raw_table text) RETURNS vo
 LANGUAGE plpgsql AS $fn$
 DECLARE
     time_col text;
+    duplicated boolean;
 BEGIN
     SELECT time_column INTO time_col FROM loom_timeseries WHERE table_name = raw_table;
-    -- Duplicates an older Loom may have written go first, one copy kept.
+    -- Duplicates an older Loom may have written go first, one copy kept (looked for before
+    -- deleting: a DELETE would decompress every compressed chunk of a hypertable).
     EXECUTE format(
-        'DELETE FROM %1$I a USING %1$I b WHERE a.source_topic = b.source_topic'
-        ' AND a.source_partition = b.source_partition AND a.source_offset = b.source_offset'
-        ' AND a.%2$I = b.%2$I AND a.ctid > b.ctid AND a.tableoid = b.tableoid', raw_table, time_col);
+        'SELECT EXISTS (SELECT 1 FROM %I GROUP BY source_topic, source_partition, source_offset, %I'
+        ' HAVING count(*) > 1)', raw_table, time_col) INTO duplicated;
+    IF duplicated THEN
+        EXECUTE format(
+            'DELETE FROM %1$I a USING %1$I b WHERE a.source_topic = b.source_topic'
+            ' AND a.source_partition = b.source_partition AND a.source_offset = b.source_offset'
+            ' AND a.%2$I = b.%2$I AND a.ctid > b.ctid AND a.tableoid = b.tableoid', raw_table, time_col);
+    END IF;
     EXECUTE format('CREATE UNIQUE INDEX %I ON %I (source_topic, source_partition, source_offset, %I)',
                    raw_table || '_kafka_position', raw_table, time_col);
 END

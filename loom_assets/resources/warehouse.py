@@ -32,7 +32,7 @@ from psycopg import sql
 
 from loom_assets.settings import settings
 from loom_assets.stages.landing import Landing, refused
-from loom_assets.windows import OffsetRange, window_size
+from loom_assets.windows import DEFAULT_WINDOWS, OffsetRange, window_size
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # A database that does not answer must fail a sensor tick or a run step, never hang it.
@@ -516,15 +516,19 @@ def _window_clause(table_slice: TableSlice) -> tuple[sql.Composable, list]:
     return (sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("TRUE")), params
 
 
-def _slice_windows(context: OutputContext, table_slice: TableSlice) -> list[datetime]:
-    """The window starts a slice covers (one, or a ranged run's every window)."""
-    size = window_size(context.asset_key.path[0])
+def _slice_windows(table_slice: TableSlice) -> list[datetime]:
+    """The window starts a slice covers (one, or a ranged run's every window), on the grid of
+    the flow the table belongs to (`<flow>_<stage>`)."""
+    flow = next((f for f in sorted(DEFAULT_WINDOWS, key=len, reverse=True) if table_slice.table.startswith(f + "_")), None)
     starts = []
     for dimension in table_slice.partition_dimensions or []:
-        start = dimension.partitions.start
-        while start < dimension.partitions.end:
+        start, end = dimension.partitions.start, dimension.partitions.end
+        if flow is None:
             starts.append(start)
-            start += size
+            continue
+        while start < end:
+            starts.append(start)
+            start += window_size(flow)
     return starts
 
 
@@ -544,7 +548,7 @@ class PostgresClient(DbClient):
 
     @staticmethod
     def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection: psycopg.Connection) -> None:
-        lock_windows(connection, table_slice.table, _slice_windows(context, table_slice))
+        lock_windows(connection, table_slice.table, _slice_windows(table_slice))
         where, params = _window_clause(table_slice)
         model_version = (context.definition_metadata or {}).get("model_version")
         if model_version is not None:
