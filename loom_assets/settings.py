@@ -33,6 +33,11 @@ class Settings:
     window_grace: timedelta = field(
         default_factory=lambda: timedelta(seconds=float(_env("LOOM_WINDOW_GRACE_SECONDS", "5")))
     )
+    # Run monitoring fails a window run still going after this long (its process may have died
+    # unseen: the local run launcher cannot tell), and the sensor asks for its window again.
+    window_run_max_seconds: int = field(
+        default_factory=lambda: int(_env("LOOM_WINDOW_RUN_MAX_SECONDS", "3600"))
+    )
     # Every broker call carries a timeout: a hung broker must never hang a sensor tick.
     kafka_timeout_s: float = field(
         default_factory=lambda: float(_env("LOOM_KAFKA_TIMEOUT_SECONDS", "5"))

@@ -46,9 +46,6 @@ MAX_WINDOWS_PER_TICK = 48
 STAMPED_AHEAD_AFTER = timedelta(hours=1)
 # A window whose run failed is asked for again after 1, 2, 4 … minutes, at most hourly.
 MAX_RETRY_DELAY = timedelta(hours=1)
-# Run monitoring fails a window run still going after this long (its process may have died
-# unseen), and the window is asked for again.
-WINDOW_RUN_MAX_SECONDS = 3600
 IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
@@ -173,7 +170,7 @@ def run_requests(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: da
             continue
         attempt = window.requests + 1
         tags = {"loom/flow": flow.name, "loom/attempt": str(attempt),
-                "dagster/max_runtime_seconds": str(WINDOW_RUN_MAX_SECONDS)}
+                "dagster/max_runtime_seconds": str(settings().window_run_max_seconds)}
         if attempt > FAILING_AFTER_REQUESTS:
             tags["loom/failing"] = "true"
             warn(f"{flow.name} {key}: asked for again (attempt {attempt}); its earlier runs did not land it")
