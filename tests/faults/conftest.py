@@ -56,11 +56,26 @@ def own_broker(services_dir):
     broker.stop()
 
 
+class OwnPostgres:
+    """A PostgreSQL a test may stop and start again: same data, same socket, so the same URI."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.server = start_postgres(data_dir)
+        self.uri = self.server.uri
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server = start_postgres(self.data_dir)
+        assert self.server.uri == self.uri
+
+
 @pytest.fixture
 def own_postgres(services_dir):
-    """A PostgreSQL of the test's own, which it may stop and start again."""
-    data_dir = services_dir / f"faults-pg-{uuid.uuid4().hex[:6]}"
-    server = start_postgres(data_dir)
+    """A PostgreSQL of the test's own, which it may stop without hurting other tests."""
+    server = OwnPostgres(services_dir / f"faults-pg-{uuid.uuid4().hex[:6]}")
     yield server
     server.stop()
 

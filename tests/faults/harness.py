@@ -116,17 +116,25 @@ def tally(url: str, flow: str, produced: dict[tuple[str, int], list[int]]) -> Ta
 def produce_fast(bootstrap: str, messages, timestamp_ms: int | None = None) -> dict[tuple[str, int], list[int]]:
     """Produce (topic, key, value) messages in large compressed batches; returns the offsets
     they got per (topic, partition)."""
+    offsets: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in produce_values(bootstrap, messages, timestamp_ms):
+        offsets.setdefault((topic, partition), []).append(offset)
+    return {tp: sorted(o) for tp, o in offsets.items()}
+
+
+def produce_values(bootstrap: str, messages, timestamp_ms: int | None = None) -> dict[tuple[str, int, int], bytes]:
+    """Produce (topic, key, value) messages; returns each one's value by its Kafka position."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
                          "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000,
                          "message.max.bytes": 64 * 1024 * 1024})
-    offsets: dict[tuple[str, int], list[int]] = {}
+    positions: dict[tuple[str, int, int], bytes] = {}
     failures: list[str] = []
 
     def delivered(error, message):
         if error is not None:
             failures.append(str(error))
         else:
-            offsets.setdefault((message.topic(), message.partition()), []).append(message.offset())
+            positions[(message.topic(), message.partition(), message.offset())] = message.value()
 
     stamp = timestamp_ms if timestamp_ms is not None else time.time_ns() // 1_000_000
     for topic, key, value in messages:
@@ -134,11 +142,11 @@ def produce_fast(bootstrap: str, messages, timestamp_ms: int | None = None) -> d
             try:
                 producer.produce(topic, value=value, key=key, timestamp=stamp, on_delivery=delivered)
                 break
-            except BufferError:
+            except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.05)
         producer.poll(0)
     assert producer.flush(60) == 0 and not failures, failures[:3]
-    return {tp: sorted(o) for tp, o in offsets.items()}
+    return positions
 
 
 DEVICES = [str(uuid.UUID(int=i + 1)) for i in range(4)]
