@@ -22,6 +22,7 @@ import pytest
 from loom_assets.embedded.kafka import KafkaBroker
 from loom_assets.embedded.postgres import start_postgres
 from tests.conftest import CACHE
+from tests.faults import processes
 from tests.faults.harness import Outcome, Tally, write_page
 
 FAULTS = Path(__file__).resolve().parent
@@ -35,6 +36,15 @@ _narrowed: list[str] = []
 def _is_fault(item_or_path) -> bool:
     path = Path(getattr(item_or_path, "path", item_or_path))
     return FAULTS in path.parents
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+    yield
+    while processes.started:
+        process = processes.started.pop()
+        if process.poll() is None:
+            processes.kill(process)
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from pathlib import Path
 import psycopg
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Every process started here, so a test that fails midway leaves none running (conftest).
+started: list[subprocess.Popen] = []
 
 
 def loom(*args: str, log: Path) -> subprocess.Popen:
@@ -20,8 +22,10 @@ def loom(*args: str, log: Path) -> subprocess.Popen:
 
 def python(code: str, *args: str, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-c", code, *args], cwd=PROJECT_ROOT, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=PROJECT_ROOT, stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    started.append(process)
+    return process
 
 
 def kill(process: subprocess.Popen) -> None:

@@ -40,7 +40,7 @@ def test_a_run_killed_while_writing_a_large_window_lands_it_once_when_resumed(en
     invoke("process", "--through-now", "--flow", FLOW)
 
     counted = fault_outcome(f"`loom process` SIGKILLed during the COPY of a {LARGE_WINDOW:,}-record window",
-                            tally(url, FLOW, produced), "`loom process` again (the window is re-requested)")
+                            tally(url, FLOW, produced), "`loom process` again, which re-requests the window")
     assert (counted.records, counted.lost, counted.duplicated) == (LARGE_WINDOW, 0, 0)
     assert_invariants(url, [FLOW])
 
@@ -146,17 +146,20 @@ def test_loom_process_beside_a_running_planner_plans_every_offset_once(env, monk
             outcomes["process"] = error
 
     sensor = threading.Thread(target=sensor_tick, name="sensor")
-    sensor.start()
-    wait_for(arrived["sensor"].is_set, timeout=60, what="the sensor's lookup", interval=0.05)
-    later = produce_fast(env["bootstrap"], app_events(500, datetime.now(UTC) - flow.window), timestamp_ms=stamp)
     runner = threading.Thread(target=process, name="process")
-    runner.start()
-    # Where planning is serialized, `loom process` waits for the planner instead (a lock).
-    wait_for(lambda: arrived["process"].is_set() or waiting_on_locks(url) or "process" in outcomes,
-             timeout=60, what="`loom process` planning", interval=0.05)
-    turns["sensor"].set()
-    sensor.join(timeout=60)
-    turns["process"].set()
+    sensor.start()
+    try:
+        wait_for(arrived["sensor"].is_set, timeout=60, what="the sensor's lookup", interval=0.05)
+        later = produce_fast(env["bootstrap"], app_events(500, datetime.now(UTC) - flow.window), timestamp_ms=stamp)
+        runner.start()
+        # Where planning is serialized, `loom process` waits for the planner instead (a lock).
+        wait_for(lambda: arrived["process"].is_set() or waiting_on_locks(url) or "process" in outcomes,
+                 timeout=60, what="`loom process` planning", interval=0.05)
+        turns["sensor"].set()
+        sensor.join(timeout=60)
+    finally:
+        for turn in turns.values():
+            turn.set()
     runner.join(timeout=180)
     assert not isinstance(outcomes.get("sensor"), BaseException), outcomes["sensor"]
     assert isinstance(outcomes.get("process"), str), outcomes.get("process")
