@@ -54,18 +54,22 @@ def backends(url: str, like: str) -> list[int]:
             " AND state <> 'idle' AND pid <> pg_backend_pid()", (like,))]
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 0.02, process: subprocess.Popen | None = None,
-             log: Path | None = None):
-    """Poll `condition` until it is truthy; fail saying `what` did not happen (and why, when the
-    process it waits on has exited)."""
+def wait_for(condition, timeout: float, what: str, interval: float = 0.02,
+             process: subprocess.Popen | list[subprocess.Popen] | None = None,
+             log: Path | list[Path] | None = None):
+    """Poll `condition` until it is truthy; fail saying `what` did not happen (and why, when a
+    process it waits on has exited: with that process's log)."""
+    watched = process if isinstance(process, list) else [process] if process is not None else []
+    logs = log if isinstance(log, list) else [log] * len(watched)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        if process is not None and process.poll() is not None:
-            tail = log.read_text()[-3000:] if log else ""
-            raise AssertionError(f"{what}: the process exited ({process.returncode}) first\n{tail}")
+        for proc, proc_log in zip(watched, logs):
+            if proc.poll() is not None:
+                tail = proc_log.read_text()[-3000:] if proc_log else ""
+                raise AssertionError(f"{what}: a process exited ({proc.returncode}) first\n{tail}")
         time.sleep(interval)
     raise AssertionError(f"{what}: not within {timeout} s")
 

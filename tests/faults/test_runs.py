@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from dagster import DagsterInstance
 
 from tests.conftest import prepare_loom_env
 from tests.faults.harness import app_events, assert_invariants, produce_fast, tally
@@ -80,11 +81,12 @@ def test_the_same_window_run_twice_at_once_lands_once(env, tmp_path, fault_outco
     # The raw table is held until both runs wait on it, so their writes overlap for certain
     # rather than by luck of timing; then they race.
     logs = [tmp_path / f"run-{i}.log" for i in range(2)]
+    DagsterInstance.get().get_runs(limit=1)  # its storage made once, not by both runs at once
     with psycopg.connect(url) as holder:
         holder.execute(f"LOCK TABLE {FLOW}_raw IN ACCESS EXCLUSIVE MODE")
         runs = [python(RUN_WINDOW, FLOW, partition_key(window.start), log=log) for log in logs]
         wait_for(lambda: waiting_on_locks(url) >= 2, timeout=120, what="both runs at the window's write",
-                 interval=0.1)
+                 interval=0.1, process=runs, log=logs)
         holder.rollback()
     statuses = [finished(run, log, timeout=180) for run, log in zip(runs, logs)]
 
