@@ -26,7 +26,8 @@ from tests.faults import processes
 from tests.faults.harness import Outcome, Tally, write_page
 
 FAULTS = Path(__file__).resolve().parent
-# nodeid -> (outcome, order); nodeid -> passed; filled as the session runs
+# Filled as the session runs: each fault test's outcome, whether it passed, its place on the page
+# (file, line), and any sign that only part of the suite was asked for.
 _outcomes: dict[str, Outcome] = {}
 _passed: dict[str, bool] = {}
 _collected: dict[str, tuple] = {}

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from tests.conftest import prepare_loom_env
 from tests.faults.harness import Tally, assert_invariants, produce_values, raw_tables, tally
+from tests.faults.processes import wait_for
 from tests.unit.test_decoding_properties import TOPICS, VALID_PAYLOADS, flat, mangled_bytes, mutated_body, to_bytes
 
 pytestmark = pytest.mark.integration
@@ -61,6 +62,18 @@ def every_kind_on_every_topic() -> list[tuple[str, bytes]]:
     return messages
 
 
+def leaders_elected(kafka, topics: list[str]) -> bool:
+    """Whether every partition of `topics` answers: just after topics are made, some have no
+    leader yet for a moment."""
+    from loom_assets.resources.kafka import BrokerUnavailable
+
+    try:
+        kafka.watermarks(kafka.partitions(topics))
+    except BrokerUnavailable:
+        return False
+    return True
+
+
 def test_any_bytes_on_any_raw_topic_land_as_a_row_or_an_error_row_once(
         postgres, kafka_broker, tmp_path, monkeypatch, fault_outcome):
     from dagster import DagsterInstance
@@ -78,6 +91,7 @@ def test_any_bytes_on_any_raw_topic_land_as_a_row_or_an_error_row_once(
             for flow in definitions.FLOWS}
     instance = DagsterInstance.ephemeral()
     totals: list[Tally] = []
+    wait_for(lambda: leaders_elected(kafka, list(flows)), timeout=60, what="leaders of the new topics", interval=0.5)
 
     def start_afresh() -> None:
         """Each example lands its own window: the log restarts at the topics' current ends."""
