@@ -29,11 +29,13 @@ def raw_tables(conn: psycopg.Connection) -> list[str]:
 
 
 def landing_counts(conn: psycopg.Connection, flow: str) -> tuple[int, int, int]:
-    """(raw rows, landing error rows, offsets planned) of `flow`."""
+    """(raw rows, landing error rows, offsets planned) of `flow`; ranges the log records as lost
+    (Kafka dropped them before they landed, said aloud) are not planned for landing any more."""
     rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(f"{flow}_raw"))).fetchone()[0]
     errors = conn.execute("SELECT count(*) FROM processing_errors WHERE flow = %s", (flow,)).fetchone()[0]
     planned = conn.execute(
-        "SELECT coalesce(sum(end_offset - start_offset), 0) FROM loom_offset_log WHERE flow = %s", (flow,)
+        "SELECT coalesce(sum(end_offset - start_offset), 0) FROM loom_offset_log WHERE flow = %s AND lost_at IS NULL",
+        (flow,),
     ).fetchone()[0]
     return rows, errors, int(planned)
 
@@ -42,9 +44,14 @@ def duplicate_positions(conn: psycopg.Connection) -> dict[str, int]:
     """Per raw table, the rows beyond the first at the same Kafka position."""
     found = {}
     for name in raw_tables(conn):
+        # A recreated topic starts its offsets again: a position names a record within one
+        # incarnation of the topic, counted by the `topic_reset` gaps before the row's window.
         extra = conn.execute(sql.SQL(
-            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {}"
-            " GROUP BY source_topic, source_partition, source_offset HAVING count(*) > 1) d"
+            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {} r"
+            " GROUP BY source_topic, source_partition, source_offset, ("
+            "  SELECT count(*) FROM loom_offset_gaps g WHERE g.reason = 'topic_reset' AND g.topic = r.source_topic"
+            "   AND g.partition = r.source_partition AND g.window_start <= r.window_start)"
+            " HAVING count(*) > 1) d"
         ).format(sql.Identifier(name))).fetchone()[0]
         if extra:
             found[name] = int(extra)
@@ -60,6 +67,9 @@ def overlapping_plans(conn: psycopg.Connection) -> list[tuple]:
         "   ON a.flow = b.flow AND a.topic = b.topic AND a.partition = b.partition"
         "  AND a.window_start < b.window_start"
         " WHERE a.start_offset < b.end_offset AND b.start_offset < a.end_offset"
+        "  AND NOT EXISTS (SELECT 1 FROM loom_offset_gaps g WHERE g.reason = 'topic_reset' AND g.flow = a.flow"
+        "   AND g.topic = a.topic AND g.partition = a.partition"
+        "   AND g.window_start > a.window_start AND g.window_start <= b.window_start)"
         " ORDER BY 1, 2, 3, 4"
     ).fetchall()
 
@@ -92,14 +102,18 @@ class Tally:
         return Tally(self.records + other.records, self.lost + other.lost, self.duplicated + other.duplicated)
 
 
-def tally(url: str, flow: str, produced: dict[tuple[str, int], list[int]]) -> Tally:
+def tally(url: str, flow: str, produced: dict[tuple[str, int], list[int]],
+          since: datetime | None = None, until: datetime | None = None) -> Tally:
     """Count `flow`'s rows and landing error rows at the positions the scenario produced
-    (topic, partition) -> offsets."""
+    (topic, partition) -> offsets, in the windows from `since` until `until` (all by default)."""
+    within = {"since": since or datetime(1970, 1, 1, tzinfo=UTC), "until": until or datetime(2200, 1, 1, tzinfo=UTC)}
     with psycopg.connect(url) as conn:
         positions = conn.execute(sql.SQL(
             "SELECT source_topic, source_partition, source_offset FROM {}"
-            " UNION ALL SELECT source_topic, source_partition, source_offset FROM processing_errors WHERE flow = %s"
-        ).format(sql.Identifier(f"{flow}_raw")), (flow,)).fetchall()
+            " WHERE window_start >= %(since)s AND window_start < %(until)s"
+            " UNION ALL SELECT source_topic, source_partition, source_offset FROM processing_errors"
+            " WHERE flow = %(flow)s AND window_start >= %(since)s AND window_start < %(until)s"
+        ).format(sql.Identifier(f"{flow}_raw")), {"flow": flow, **within}).fetchall()
     seen: dict[tuple[str, int, int], int] = {}
     for position in positions:
         seen[position] = seen.get(position, 0) + 1
