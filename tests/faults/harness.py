@@ -196,15 +196,39 @@ class Outcome:
 
 HEADER = """# Reliability under faults
 
-Written by the fault suite (`tests/faults`, run by `make test`) at the end of a session that ran
-every fault scenario; do not edit by hand. Each scenario injects one fault into a real Apache Kafka
-broker, a real PostgreSQL and real `loom` processes, lets Loom recover the way it would in
-production, then checks that every record it produced became exactly one row or one error row,
+How Loom lands every Kafka offset exactly once:
+- **The offset log** (`loom_offset_log`) plans each window's exact offset range per topic
+  partition before its run is asked for. Planning holds a per-flow lock from reading the log to
+  writing it, and the log refuses a range that does not start where its partition's previous
+  range ended, unless a row of `loom_offset_gaps` says why: Kafka's retention deleted offsets
+  before they were planned (`expired`), or the topic was recreated (`topic_reset`).
+- **One writer per window**: a write locks its (table, window) for its transaction, then deletes
+  and rewrites the window; each raw table has a unique key on the Kafka position (with its time
+  column), so a second copy cannot commit by any path.
+- **Asked for until landed**: the raw write sets `landed_at` in the same transaction; the sensor
+  asks again, with a new run key and a backoff, for every window within retention that has not
+  landed and has no run in flight, and tags it `loom/failing` after three attempts. Run
+  monitoring fails runs whose process died. The consumer group commits only each partition's
+  contiguous landed prefix.
+- **Kafka's own anomalies are said aloud**: reads never jump to another offset
+  (`auto.offset.reset=error`); a window whose offsets Kafka no longer holds is not landed again
+  from less (the run fails without retries); records dropped before they landed are marked lost
+  in the log, shown by `loom status` and the metrics; a record stamped far ahead does not stall
+  the timestamp lookups (Loom's topics refuse it: `message.timestamp.after.max.ms`); after a
+  window size change the next window starts on the new grid.
+- **A record costs only itself**: see the README's "Raw landing".
+
+The table below is written by the fault suite (`tests/faults`, run by `make test`) at the end of a
+session that ran every fault scenario; do not edit it by hand. Each scenario injects one fault
+into a real Apache Kafka broker, a real PostgreSQL and real `loom` processes, lets Loom recover
+the way it would in production, then checks that every record it produced became exactly one row or one error row,
 that each flow's rows and landing errors add up to its planned offsets, and that no Kafka position
 is in a raw table twice or in two planned windows.
 
 "Holds" is whether the scenario passed. A scenario that does not hold yet is listed with what it
-lost or duplicated, so this page says what Loom guarantees today, not what it should.
+lost or duplicated, so this page says what Loom guarantees today, not what it should. "Lost"
+counts records that never became a row or an error row: where Kafka itself deleted records
+before any run could read them, the scenario holds only if Loom reports exactly those as lost.
 
 | Scenario | Records | Lost | Duplicated | Recovered by | Holds |
 |---|---:|---:|---:|---|---|
