@@ -39,7 +39,7 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
         for _ in range(max_rounds):
             now = datetime.now(UTC)
             plan_closed_windows(flow, res["kafka"], res["warehouse"], now, through_now=through_now, warn=echo)
-            todo = run_requests(flow, res["kafka"], res["warehouse"], now, windows_in_flight(instance, flow),
+            todo = run_requests(flow, res["kafka"], res["warehouse"], now, lambda: windows_in_flight(instance, flow),
                                 backoff=False, warn=echo)
             if not todo:
                 break

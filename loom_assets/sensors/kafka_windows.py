@@ -142,16 +142,18 @@ def windows_in_flight(instance, flow: Flow) -> set[str]:
 
 
 def run_requests(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: datetime,
-                 in_flight: Container[str] = frozenset(), backoff: bool = True,
+                 in_flight: Callable[[], Container[str]] = frozenset, backoff: bool = True,
                  warn: Callable[[str], None] = log.warning) -> list[RunRequest]:
     """Runs for every window within retention that holds records and has not landed, unless one
     is in flight or (`backoff`) its last request is too recent. Each request has a run key of its
     own (window, plan, attempt), so a window whose run failed or whose process died is asked for
     again, not forgotten. Ranges whose offsets Kafka dropped before they landed are marked lost,
-    loudly, and the window's other ranges still land."""
+    loudly, and the window's other ranges still land. `in_flight` gives the partition keys of
+    runs queued or running (asked only when some window has not landed)."""
     unlanded = warehouse.unlanded_windows(flow.name, since=now - settings().retention)
     if not unlanded:
         return []
+    running = in_flight()
     marks = kafka.watermarks({(r.topic, r.partition) for w in unlanded for r in w.ranges})
     requests, asked = [], []
     for window in unlanded:
@@ -164,7 +166,7 @@ def run_requests(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: da
             warehouse.mark_lost(flow.name, window.start, gone, reason)
             if all(r in gone for r in window.ranges if r.count):
                 continue
-        if key in in_flight:
+        if key in running:
             continue
         if backoff and window.requested_at is not None and now - window.requested_at < retry_delay(window.requests):
             continue
@@ -197,7 +199,7 @@ def window_sensor(flow: Flow):
     def _sensor(context: SensorEvaluationContext, kafka: KafkaResource, warehouse: Warehouse):
         now = datetime.now(UTC)
         planned = plan_closed_windows(flow, kafka, warehouse, now, warn=context.log.warning)
-        requests = run_requests(flow, kafka, warehouse, now, windows_in_flight(context.instance, flow),
+        requests = run_requests(flow, kafka, warehouse, now, lambda: windows_in_flight(context.instance, flow),
                                 warn=context.log.warning)
         if planned:
             context.update_cursor(partition_key(planned[-1].start))
