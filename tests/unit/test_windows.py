@@ -127,3 +127,11 @@ def test_a_failed_window_is_asked_for_again_sooner_then_later_but_at_least_hourl
     delays = [retry_delay(n) for n in range(1, 12)]
     assert delays[0] == timedelta(minutes=1) and delays == sorted(delays)
     assert delays[-1] == MAX_RETRY_DELAY
+
+
+def test_a_raw_backfill_lands_a_few_windows_per_run():
+    """So a backfill of a month never holds a month of records in one run's memory."""
+    from loom_assets import definitions
+    from loom_assets.flows.base import RAW_WINDOWS_PER_RUN
+
+    assert {flow.raw.backfill_policy.max_partitions_per_run for flow in definitions.FLOWS} == {RAW_WINDOWS_PER_RUN}
