@@ -15,7 +15,7 @@ from psycopg import sql
 from tqdm import tqdm
 
 from loom_assets.flows.base import Flow
-from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests, windows_in_flight
+from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
 from loom_assets.sensors.reprocessing import StaleChunk, stale_chunks
 
 RUN_KEY_TAG = "loom/run_key"
@@ -30,8 +30,10 @@ def _resources():
 def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], through_now: bool = False,
                             max_rounds: int = 20, echo: Callable[[str], None] = print) -> bool:
     """Plan and run windows until a round finds nothing left to land. Returns False if any run
-    failed. A window an earlier run failed to land (here or under the daemon) is run again now,
-    with no backoff; one running elsewhere is left to that run."""
+    failed. A window an earlier run did not land is run again now, with no backoff, even if the
+    instance shows a run of it in progress: that run's process may have died (a killed `loom
+    process` leaves its run STARTED), and a second writer of a window waits for the first's lock
+    and then rewrites the window whole."""
     defs, res = _resources()
     ok = True
     for flow in flows:
@@ -39,8 +41,7 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
         for _ in range(max_rounds):
             now = datetime.now(UTC)
             plan_closed_windows(flow, res["kafka"], res["warehouse"], now, through_now=through_now, warn=echo)
-            todo = run_requests(flow, res["kafka"], res["warehouse"], now, lambda: windows_in_flight(instance, flow),
-                                backoff=False, warn=echo)
+            todo = run_requests(flow, res["kafka"], res["warehouse"], now, backoff=False, warn=echo)
             if not todo:
                 break
             for request in tqdm(todo, desc=flow.name, unit="window", disable=len(todo) < 3):

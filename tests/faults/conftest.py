@@ -8,10 +8,7 @@ scenario's numbers with whether it held. Outcomes are counts of the scenario's o
 times, so a re-run leaves the page as it was; a run of part of the suite (`-k`, a node id) does
 not touch it.
 
-Scenarios still to come, beside the core work they need (each a test module here, ending the
-same way): records deleted by retention (`delete_records`) before their window lands; a topic
-deleted and recreated between windows; a record stamped a year ahead; the Dagster daemon killed
-between planning and requesting a window.
+A new scenario is a test here that records its outcome and ends with `assert_invariants`.
 """
 
 import uuid

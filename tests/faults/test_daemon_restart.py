@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 
 from loom_assets.windows import partition_key, window_of, window_size
 from tests.conftest import PROJECT_ROOT
+from tests.faults.harness import Tally, assert_invariants, duplicate_positions
 from tests.integration.test_spine import flat
 
 pytestmark = pytest.mark.integration
@@ -33,23 +34,6 @@ BATCHES = {40: 30_000, 30: 15_000, 20: 5_000}
 # sensor's first backoff (a minute) ends, so a shorter limit would not end the test sooner.
 MAX_RUN_SECONDS = 60
 RAW_STEP = f"{FLOW}__raw"
-
-
-def assert_exactly_once(url: str, flows: tuple[str, ...]) -> None:
-    """Every planned offset not marked lost is one raw row or one error row, and no Kafka
-    position is a raw row twice."""
-    with psycopg.connect(url) as conn:
-        for flow in flows:
-            planned = conn.execute(
-                "SELECT coalesce(sum(end_offset - start_offset), 0) FROM loom_offset_log"
-                " WHERE flow = %s AND lost_at IS NULL", (flow,)).fetchone()[0]
-            rows = conn.execute(f"SELECT count(*) FROM {flow}_raw").fetchone()[0]
-            errors = conn.execute("SELECT count(*) FROM processing_errors WHERE flow = %s", (flow,)).fetchone()[0]
-            assert rows + errors == planned, f"{flow}: {rows} rows + {errors} errors for {planned} planned offsets"
-            duplicates = conn.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM {flow}_raw"
-                " GROUP BY source_topic, source_partition, source_offset HAVING count(*) > 1) d").fetchone()[0]
-            assert duplicates == 0, f"{flow}: {duplicates} Kafka positions landed more than once"
 
 
 def _produce_past_windows(bootstrap: str, now: datetime) -> dict[str, int]:
@@ -146,7 +130,8 @@ def _planned_with_records(url: str) -> set[str]:
             "SELECT DISTINCT window_start FROM loom_offset_log WHERE flow = %s AND end_offset > start_offset", (FLOW,))}
 
 
-def test_killing_the_daemon_with_windows_in_flight_lands_every_record_once_after_a_restart(loom_env, daemon):
+def test_killing_the_daemon_with_windows_in_flight_lands_every_record_once_after_a_restart(loom_env, daemon,
+                                                                                          fault_outcome):
     from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
     began = time.monotonic()
@@ -192,9 +177,16 @@ def test_killing_the_daemon_with_windows_in_flight_lands_every_record_once_after
     recovered_at = time.monotonic()
     daemon.kill()
 
-    assert_exactly_once(url, (FLOW,))
     with psycopg.connect(url) as conn:
-        assert conn.execute(f"SELECT count(*) FROM {FLOW}_raw").fetchone()[0] == sum(expected.values())
+        rows = conn.execute(f"SELECT count(*) FROM {FLOW}_raw").fetchone()[0]
+        duplicated = sum(duplicate_positions(conn).values())
+    records = sum(expected.values())
+    counted = fault_outcome(f"The Dagster daemon SIGKILLed (with its run workers) while {len(BATCHES)} windows "
+                            "were in flight, then restarted",
+                            Tally(records, max(0, records - (rows - duplicated)), duplicated),
+                            "run monitoring fails the dead runs; the sensor asks for their windows again")
+    assert (counted.records, counted.lost, counted.duplicated) == (records, 0, 0)
+    assert_invariants(url, [FLOW])
     # Run monitoring failed every dead run: a started one for passing its maximum run time, one
     # still starting for never starting. Left in flight, a run would hold its window forever.
     for run in dead:
