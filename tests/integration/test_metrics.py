@@ -49,6 +49,13 @@ def test_metrics_health_and_readiness(loom_env):
         assert 1 <= windows <= 2
         assert f'batch_size_histogram_bucket{{le="10",service="app_lifecycle"}} {windows}' in body
         assert 'batch_size_histogram_sum{service="app_lifecycle"} 3.0' in body
+        # Everything planned has landed; one record more on the topic is not planned yet.
+        produce(loom_env["bootstrap"], [(TOPIC, flat(now, app_identifier="c", event_type="launch"))])
+        status, body = get(base + "/metrics")
+        assert 'loom_lag_records{service="app_lifecycle",state="planned"} 0.0' in body
+        assert 'loom_lag_records{service="app_lifecycle",state="unplanned"} 1.0' in body
+        assert 'loom_windows_failing{service="app_lifecycle"} 0.0' in body
+        assert 'loom_records_lost{service="app_lifecycle"} 0.0' in body
         assert get(base + "/healthz") == (200, "ok\n")
         assert get(base + "/readyz")[0] == 200
     finally:
