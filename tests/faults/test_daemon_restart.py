@@ -21,7 +21,14 @@ from tests.conftest import PROJECT_ROOT
 from tests.faults.harness import Tally, assert_invariants, duplicate_positions
 from tests.integration.test_spine import flat
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # scripts/test-anytime.sh shifts Python's clock with time-machine, under which the Dagster
+    # daemon never gets past pinging its code server (the ping blocks in gRPC): a limit of that
+    # harness, not a date Loom depends on.
+    pytest.mark.skipif(bool(os.environ.get("LOOM_CLOCK_SHIFT_SECONDS")),
+                       reason="the Dagster daemon does not start under a time-machine clock"),
+]
 
 FLOW = "app_lifecycle"
 TOPIC = "os.events.app_lifecycle.raw"
