@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from loom_assets.flows.base import Flow
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.warehouse import Warehouse
-from loom_assets.windows import window_from_key
+from loom_assets.windows import unplanned_records, window_from_key
 
 # Records per window; batch sizes are read over the last day of planned windows.
 BATCH_BUCKETS = (0, 1, 10, 100, 1_000, 10_000, 100_000, float("inf"))
@@ -82,8 +82,7 @@ class LoomCollector:
 
     def _unplanned(self, flow: Flow) -> int:
         _, ends = self.warehouse.last_planned(flow.name)
-        marks = self.kafka.watermarks(self.kafka.partitions(flow.topics))
-        return sum(max(0, high - max(low, ends.get(tp, low))) for tp, (low, high) in marks.items())
+        return unplanned_records(ends, self.kafka.watermarks(self.kafka.partitions(flow.topics)))
 
 
 def _buckets(sizes: list[int]) -> list[tuple[str, int]]:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from loom_assets.flows.base import Flow
 from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
 from loom_assets.sensors.reprocessing import StaleChunk, stale_chunks
+from loom_assets.windows import unplanned_records
 
 RUN_KEY_TAG = "loom/run_key"
 
@@ -117,7 +118,7 @@ def flow_status(instance: DagsterInstance, flow: Flow) -> dict:
     last_planned, ends = warehouse.last_planned(flow.name)
     landing = warehouse.landing_state(flow.name)
     # True lag: records planned but not landed, plus records on the topics not planned yet.
-    unplanned = sum(max(0, high - max(low, ends.get(tp, low))) for tp, (low, high) in marks.items())
+    unplanned = unplanned_records(ends, marks)
     landed = instance.get_latest_materialization_event(flow.key("raw"))
     tables = {}
     for key in [flow.key("raw"), *(s.key for s in flow.stages)]:

@@ -158,6 +158,12 @@ def offset_gaps(previous_ends: Mapping[tuple[str, int], int], low_watermarks: Ma
     return gaps
 
 
+def unplanned_records(previous_ends: Mapping[tuple[str, int], int],
+                      watermarks: Mapping[tuple[str, int], tuple[int, int]]) -> int:
+    """Records Kafka holds past each partition's last planned end: the lag before planning."""
+    return sum(max(0, high - max(low, previous_ends.get(tp, low))) for tp, (low, high) in watermarks.items())
+
+
 def plan_hash(ranges: Iterable[OffsetRange]) -> str:
     text = ";".join(f"{r.topic}/{r.partition}:{r.start}-{r.end}" for r in sorted(ranges))
     return hashlib.sha1(text.encode()).hexdigest()[:12]

@@ -19,13 +19,8 @@ from dagster import (
 
 from loom_assets.flows.base import Flow
 from loom_assets.resources.kafka import KafkaResource
-from loom_assets.resources.warehouse import (
-    FAILING_AFTER_REQUESTS,
-    OffsetGap,
-    Warehouse,
-    insert_plans,
-    log_tail,
-)
+from loom_assets.resources.offset_log import FAILING_AFTER_REQUESTS, OffsetGap, insert_plans, log_tail
+from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.windows import (
     OffsetRange,
@@ -154,14 +149,13 @@ def run_requests(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: da
     if not unlanded:
         return []
     running = in_flight()
-    marks = kafka.watermarks({(r.topic, r.partition) for w in unlanded for r in w.ranges})
+    unheld = set(kafka.unheld(r for window in unlanded for r in window.ranges))
     requests, asked = [], []
     for window in unlanded:
         key = partition_key(window.start)
-        gone = [r for r in window.ranges if r.count and not _held(r, marks.get((r.topic, r.partition)))]
+        gone = [r for r in window.ranges if r in unheld]
         if gone:
-            reason = "; ".join(f"{r.topic}/{r.partition} [{r.start}, {r.end}) is no longer in Kafka, which holds "
-                               f"{list(marks.get((r.topic, r.partition), ()))}" for r in gone)
+            reason = "; ".join(f"{r.topic}/{r.partition} [{r.start}, {r.end}) is no longer in Kafka" for r in gone)
             warn(f"{flow.name} {key}: {sum(r.count for r in gone)} records LOST before they landed: {reason}")
             warehouse.mark_lost(flow.name, window.start, gone, reason)
             if all(r in gone for r in window.ranges if r.count):
@@ -181,10 +175,6 @@ def run_requests(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: da
     if asked:
         warehouse.mark_requested(flow.name, asked, now)
     return requests
-
-
-def _held(r: OffsetRange, marks: tuple[int, int] | None) -> bool:
-    return marks is not None and marks[0] <= r.start and r.end <= marks[1]
 
 
 def window_sensor(flow: Flow):
