@@ -29,3 +29,19 @@ def test_messages_land_through_the_tansu_fallback(tansu_env):
     raw = table(tansu_env["database_url"], "app_lifecycle_raw")
     assert len(raw) == 3
     assert len(table(tansu_env["database_url"], "app_lifecycle_enriched")) == 3
+
+
+def test_hours_old_messages_land_through_the_tansu_fallback_without_through_now(tansu_env):
+    """Tansu answers every timestamp lookup with 0: closed windows must still take the records
+    (they once planned empty for ever, and `loom process` exited 0 with nothing landed)."""
+    from confluent_kafka import Producer
+
+    hours_ago = datetime.now(UTC).timestamp() - 3 * 3600
+    producer = Producer({"bootstrap.servers": tansu_env["bootstrap"]})
+    for i in range(3):
+        producer.produce("os.events.app_lifecycle.raw", key=b"device", timestamp=int(hours_ago * 1000),
+                         value=flat(datetime.fromtimestamp(hours_ago, UTC), app_identifier=f"com.old{i}",
+                                    event_type="launch"))
+        assert producer.flush(10) == 0
+    invoke("process", "--flow", "app_lifecycle")
+    assert len(table(tansu_env["database_url"], "app_lifecycle_raw")) == 3
