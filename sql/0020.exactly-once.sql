@@ -88,8 +88,12 @@ $fn$;
 
 SELECT loom_unique_kafka_position(table_name) FROM loom_timeseries WHERE table_name LIKE '%\_raw';
 
--- Raw tables made from now on get the key too.
-CREATE OR REPLACE FUNCTION loom_create_raw_table(
+-- Raw tables made from now on get the key too: the function that makes them keeps its body
+-- under another name, and the one of its name adds the key.
+ALTER FUNCTION loom_create_raw_table(text, text, interval, interval, interval)
+    RENAME TO loom_create_raw_table_unkeyed;
+
+CREATE FUNCTION loom_create_raw_table(
     table_name     text,
     payload_columns text,
     retention      interval DEFAULT interval '30 days',
@@ -97,23 +101,9 @@ CREATE OR REPLACE FUNCTION loom_create_raw_table(
     chunk_interval interval DEFAULT interval '1 day'
 ) RETURNS text LANGUAGE plpgsql AS $fn$
 DECLARE
-    storage text;
+    storage text := loom_create_raw_table_unkeyed(table_name, payload_columns, retention,
+                                                  compress_after, chunk_interval);
 BEGIN
-    storage := loom_create_timeseries(table_name, $cols$
-        window_start     timestamptz NOT NULL,
-        device_id        text NOT NULL,
-        recorded_at      timestamptz NOT NULL,
-        received_at      timestamptz,
-        schema_version   text NOT NULL,
-        message_id       text NOT NULL,
-        trace_id         text,
-        source_topic     text NOT NULL,
-        source_partition integer NOT NULL,
-        source_offset    bigint NOT NULL,
-        ingested_at      timestamptz NOT NULL,
-        metadata         jsonb,
-    $cols$ || payload_columns, time_column => 'recorded_at', retention => retention,
-        compress_after => compress_after, chunk_interval => chunk_interval);
     PERFORM loom_unique_kafka_position(table_name);
     RETURN storage;
 END

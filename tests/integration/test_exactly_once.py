@@ -73,6 +73,11 @@ def test_a_raw_table_holds_each_kafka_position_once(loom_env):
     invoke("process", "--through-now", "--flow", "app_lifecycle")
     with psycopg.connect(loom_env["database_url"]) as conn, pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute("INSERT INTO app_lifecycle_raw SELECT * FROM app_lifecycle_raw LIMIT 1")
+    # A raw table made by a later migration has the key too.
+    with psycopg.connect(loom_env["database_url"]) as conn:
+        conn.execute("SELECT loom_create_raw_table('later_flow_raw', 'reading double precision')")
+        assert conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'later_flow_raw_kafka_position'"
+                            ).fetchone()[0].startswith("CREATE UNIQUE INDEX")
 
 
 def test_a_window_that_fails_is_asked_for_again_with_a_backoff_and_shown_failing(loom_env):
