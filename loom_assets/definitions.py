@@ -21,7 +21,8 @@ from loom_assets.resources.business import BusinessProviderResource
 from loom_assets.resources.geocoder import GeocoderResource
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.models import Models
-from loom_assets.resources.warehouse import HypertableIOManager, Warehouse
+from loom_assets.resources.io_manager import PostgresPandasIOManager
+from loom_assets.resources.warehouse import Warehouse
 from loom_assets.run_logs import console_logger
 from loom_assets.sensors.kafka_windows import window_sensor
 from loom_assets.sensors.late_inputs import rerun_when_landed
@@ -46,7 +47,7 @@ def resources() -> dict:
     return {
         "kafka": KafkaResource(),
         "warehouse": Warehouse(),
-        "io_manager": HypertableIOManager(),
+        "io_manager": PostgresPandasIOManager(),
         "models": Models(),
         "geocoder": GeocoderResource(),
         "businesses": BusinessProviderResource(),

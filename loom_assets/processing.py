@@ -48,6 +48,7 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
             for request in tqdm(todo, desc=flow.name, unit="window", disable=len(todo) < 3):
                 result = job.execute_in_process(
                     partition_key=request.partition_key,
+                    asset_selection=request.asset_selection,
                     instance=instance,
                     tags={**request.tags, RUN_KEY_TAG: request.run_key},
                     raise_on_error=False,
@@ -61,7 +62,7 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
 
 
 def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submit: bool = False,
-                   echo: Callable[[str], None] = print, stages: Sequence[str] = ()) -> bool:
+                   echo: Callable[[str], None] = print, stages: Sequence[str] = (), max_rounds: int = 20) -> bool:
     """Re-run stale windows of `flow` chunk by chunk: here, one run per chunk, or (`submit`) as
     Dagster backfills that the daemon runs and the UI shows. `stages` are re-run in every window
     since, stale or not (and so are the stages reading them)."""
@@ -70,23 +71,33 @@ def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submi
     unknown = [name for name in stages if name not in known]
     if unknown:
         raise ValueError(f"{flow.name} has no stage {', '.join(unknown)}; stages: {', '.join(known)}")
-    chunks = stale_chunks(instance, flow, since, forced={known[name] for name in stages})
+    warehouse = _resources()[1]["warehouse"]
+    chunks = stale_chunks(warehouse, flow, since, forced={known[name] for name in stages})
     if not chunks:
         echo(f"{flow.name}: no stale windows since {since:%Y-%m-%d %H:%M}")
         return True
-    echo(f"{flow.name}: {sum(len(c.windows) for c in chunks)} stale windows in {len(chunks)} chunk(s)")
     if submit:
+        echo(f"{flow.name}: {sum(len(c.windows) for c in chunks)} stale windows in {len(chunks)} chunk(s)")
         for chunk in chunks:
             echo(f"  backfill {submit_backfill(instance, defs, chunk)}: {chunk.first} … {chunk.last}")
         return True
     job = defs.resolve_job_def(flow.job.name)
-    ok = True
-    for chunk in tqdm(chunks, desc=f"reprocess {flow.name}", unit="chunk"):
-        result = job.get_subset(asset_selection=set(chunk.assets)).execute_in_process(
-            instance=instance, tags=chunk.range_tags, raise_on_error=False
-        )
-        ok = ok and result.success
-    return ok
+    # Rewritten windows may change the state later windows read: those are stale in turn, and
+    # run in the next round, until the state settles.
+    for _ in range(max_rounds):
+        echo(f"{flow.name}: {sum(len(c.windows) for c in chunks)} stale windows in {len(chunks)} chunk(s)")
+        for chunk in tqdm(chunks, desc=f"reprocess {flow.name}", unit="chunk", disable=len(chunks) < 3):
+            result = job.get_subset(asset_selection=set(chunk.assets)).execute_in_process(
+                instance=instance, tags=chunk.range_tags, raise_on_error=False
+            )
+            if not result.success:
+                echo(f"{flow.name} {chunk.first} … {chunk.last}: run {result.run_id} failed")
+                return False
+        chunks = stale_chunks(warehouse, flow, since)
+        if not chunks:
+            return True
+    echo(f"{flow.name}: still stale after {max_rounds} rounds")
+    return False
 
 
 def submit_backfill(instance: DagsterInstance, defs, chunk: StaleChunk) -> str:

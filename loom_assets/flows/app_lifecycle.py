@@ -1,10 +1,9 @@
 """App lifecycle: OS app events → enriched with category, foreground sessions and crashes."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, RetryPolicy
+from dagster import RetryPolicy
 
-from loom_assets.flows.base import Flow, model_version
-from loom_assets.resources.warehouse import Warehouse
+from loom_assets.flows.base import Carry, Flow
 from loom_assets.settings import settings
 from loom_assets.stages import app_lifecycle
 
@@ -24,15 +23,9 @@ raw = FLOW.raw
     logic_version="1",
     rules_version=f"categories{CATEGORIES.version}",
     retry=RetryPolicy(max_retries=2, delay=1),  # SPEC §1.3: 2 retries, 1 s backoff
-    carries_state=True,
+    carry=Carry(per=("device_id", "app_identifier")),
 )
-def enriched(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+def enriched(raw: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
     """Each app event with its category, its foreground session (continued from earlier windows)
     and a crash flag."""
-    open_sessions = warehouse.last_rows(
-        "app_lifecycle_enriched",
-        before=context.partition_time_window.start,
-        per=("device_id", "app_identifier"),
-        model_version=model_version(context),
-    )
-    return app_lifecycle.enrich(raw, open_sessions, CATEGORIES)
+    return app_lifecycle.enrich(raw, state, CATEGORIES)

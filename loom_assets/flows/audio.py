@@ -6,12 +6,12 @@ import importlib.metadata
 import pandas as pd
 from dagster import AssetExecutionContext, RetryPolicy
 
-from loom_assets.flows.base import Flow, stage_errors
+from loom_assets.flows.base import Flow, StageOutput
 from loom_assets.models.embeddings import embedder_version
 from loom_assets.models.speech import WHISPER_DEFAULT, WHISPER_PACKAGE
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.models import Models
-from loom_assets.resources.warehouse import Warehouse, copy_frame
+from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.stages import audio, speech
 from loom_assets.stages.embeddings import embedding_rows
@@ -28,8 +28,6 @@ ENVIRONMENT_RULES = speech.EnvironmentRules()
 # exact version each model reports).
 VAD_VERSION = f"silero-vad-{importlib.metadata.version('silero-vad')}"
 STT_VERSION = settings().stt_model or f"{WHISPER_DEFAULT}-ct2-{importlib.metadata.version(WHISPER_PACKAGE)}"
-# Chunks that decode to no audio are errors of this stage (the raw row and its blob stay).
-VAD_ERRORS = f"{FLOW.name}/voice_segments"
 
 raw = FLOW.raw
 
@@ -38,33 +36,32 @@ raw = FLOW.raw
     logic_version="1",
     rules_version=f"{VAD_VERSION}-rules{VAD_RULES.version}",
     retry=RetryPolicy(max_retries=3, delay=1),  # SPEC §1.1 voice_activity_detection: 3 retries, 1 s
-    carries_state=True,
+    ordered=True,
 )
 def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
-                   blobs: BlobStore, models: Models) -> pd.DataFrame:
+                   blobs: BlobStore, models: Models) -> StageOutput:
     """Speech segments (Silero VAD, threshold 0.5, ≥ 250 ms, ≤ 15 s) with their audio as a WAV in
     the blob store. Speech that runs across chunks and windows is one segment: each window
     continues the VAD stream the previous one left in `audio_vad_carry`."""
     span = context.partition_time_window
     chunks = blobs.attach(raw, "data_uri", "audio_bytes")
     carry = warehouse.query("SELECT * FROM audio_vad_carry WHERE window_start = %s", (span.start - FLOW.window,))
-    segments, errors = [], []
+    segments, errors, carries = [], [], []
     window = span.start
     while window < span.end:  # a range of windows (a backfill) goes window by window
         mine = chunks[chunks["window_start"] == window] if not chunks.empty else chunks
         result = audio.voice_segments(mine, carry, models.vad(), VAD_RULES, window_start=window)
         segments.append(result.segments)
         errors.append(result.errors)
+        carries.append(result.carry)
         carry = result.carry
-        with warehouse.connect() as conn, conn.transaction():
-            conn.execute("DELETE FROM audio_vad_carry WHERE window_start = %s", (window,))
-            copy_frame(conn, "audio_vad_carry", carry)
         window += FLOW.window
-    failed = stage_errors(VAD_ERRORS, pd.concat(errors, ignore_index=True))
-    warehouse.replace_errors(VAD_ERRORS, span.start, span.end, failed)
     found = pd.concat(segments, ignore_index=True)
     uris = [blobs.put(audio.as_wav(bytes(pcm)), ".wav") for pcm in found["audio"]]
-    return found.drop(columns=["audio"]).assign(audio_uri=pd.Series(uris, dtype="str"))
+    # The segments, their errors and the VAD stream each window leaves, in one transaction.
+    return StageOutput(found.drop(columns=["audio"]).assign(audio_uri=pd.Series(uris, dtype="str")),
+                       errors=pd.concat(errors, ignore_index=True),
+                       carry=pd.concat(carries, ignore_index=True), carry_table="audio_vad_carry")
 
 
 @FLOW.stage(

@@ -16,6 +16,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetDep,
+    AssetExecutionContext,
     AssetIn,
     AssetKey,
     AssetsDefinition,
@@ -40,6 +41,13 @@ from loom_assets.erasure import erased_devices
 from loom_assets.redaction import redact
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.kafka import KafkaResource, OffsetsGone
+from loom_assets.resources.stage_windows import (
+    Carry,
+    StageOutput,
+    carried_state,
+    state_digest,
+    unwritten_predecessors,
+)
 from loom_assets.resources.warehouse import Warehouse, offsets_metadata
 from loom_assets.run_logs import RUN_LOG_CONFIG
 from loom_assets.settings import settings
@@ -72,6 +80,8 @@ class Flow:
     # SPEC §1 alert_on_error_rate of the flow's first stage; the asset check holds errors under it.
     alert_error_rate: float = 0.05
     stages: list[AssetsDefinition] = field(default_factory=list)
+    # Whether a stage carries state across windows (set by `stage`): windows then run in order.
+    ordered: bool = False
 
     @property
     def window(self) -> timedelta:
@@ -155,7 +165,7 @@ class Flow:
                 "records_read": read,
                 "erased_records_skipped": erased,
             }
-            # The IO manager writes rows and error rows in one transaction (LandingHandler) and
+            # The IO manager writes rows and error rows in one transaction (PostgresLandingTypeHandler) and
             # moves rows PostgreSQL refuses into `landing.errors`; the code after this yield runs
             # once it has committed, so the error topic never announces what did not land.
             yield Output(landing, metadata=metadata)
@@ -184,34 +194,75 @@ class Flow:
         logic_version: str,
         rules_version: str,
         retry: RetryPolicy,
-        carries_state: bool = False,
+        carry: Carry | None = None,
+        ordered: bool = False,
         uses: tuple[AssetKey, ...] = (),
         columns: Mapping[str, Sequence[str]] | None = None,
         pool: str | None = None,
     ) -> Callable[[Callable], AssetsDefinition]:
-        """Turn a thin function into the stage asset `[flow, fn.__name__]`.
+        """Turn a plain function into the stage asset `[flow, fn.__name__]`; the framework does the
+        plumbing and the lineage.
 
-        Parameters named like another stage of this flow (`raw`, `enriched`, …) are that stage's
-        rows for the window; parameters annotated with a resource get the resource. The asset's
-        code version is `<logic>+<rules/model>`, and its rows carry it as `model_version`.
-        `carries_state`: the stage reads its own previous rows, so it depends on its own previous
-        window (Dagster orders backfills and shows the chain). `uses`: other assets read by event
-        time (lineage only). `columns`: input name -> the only columns the stage reads of it
-        (a 50 Hz raw window is cheaper to load without its envelope columns). `pool`: a Dagster
-        concurrency pool shared with other stages using the same outside service.
+        The function's parameters say what it reads: a name of another stage of this flow (`raw`,
+        `enriched`, …) is that stage's rows for the window; `state` is the state it carries
+        (`carry`: its own rows of earlier windows); a parameter annotated with a resource gets the
+        resource; `context` the Dagster context. It returns its rows, or a `StageOutput` with its
+        error rows and the carry it leaves; the IO manager writes them with the version of each
+        window in one transaction. The asset's code version is `<logic>+<rules/model>`, and its
+        rows carry it as `model_version`.
+
+        `carry` or `ordered` (the stage reads what earlier windows left, e.g. their raw tail):
+        the flow's windows run one at a time, in order, and a window waits until every earlier
+        one holding records has landed and been written by this stage. `uses`: other assets
+        read by event time (lineage). `columns`: input name -> the only columns the stage reads
+        of it. `pool`: a Dagster concurrency pool shared with stages using the same service.
         """
 
         def decorator(fn: Callable) -> AssetsDefinition:
             stage_name = fn.__name__
             params = inspect.signature(fn).parameters
-            upstream = [
-                name for name, p in params.items()
-                if name != "context" and not _is_resource(p.annotation)
-            ]
+            resource_keys = {name for name, p in params.items() if _is_resource(p.annotation)}
+            upstream = [name for name in params if name not in resource_keys | {"context", "state"}]
+            if "state" in params and carry is None:
+                raise TypeError(f"{self.name}/{stage_name} reads `state` but declares no `carry`")
             deps = [AssetDep(key) for key in uses]
-            if carries_state:
+            if carry or ordered:
+                # Lineage, and the order of Dagster's own backfills.
                 deps.append(AssetDep(self.key(stage_name), partition_mapping=TimeWindowPartitionMapping(-1, -1)))
+                self.ordered = True
             code_version = f"{logic_version}+{rules_version}"
+            table = f"{self.name}_{stage_name}"
+            flow = self
+
+            def body(context: AssetExecutionContext, **inputs):
+                window = context.partition_time_window
+                warehouse: Warehouse = context.resources.warehouse
+                arguments = {name: inputs[name] for name in upstream}
+                arguments |= {name: getattr(context.resources, name) for name in resource_keys}
+                if "context" in params:
+                    arguments["context"] = context
+                state_read = None
+                with warehouse.connect() as conn:
+                    # Taken before any input is read: a landing this snapshot does not see may be
+                    # missing from the inputs, and the late-input sensors run the window again.
+                    (snapshot,) = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
+                    if carry or ordered:
+                        flow.wait_for_earlier_windows(conn, table, window.start, carry.lookback if carry else None)
+                    if carry is not None:
+                        state = carried_state(conn, table, carry, window.start)
+                        state_read = state_digest(state, carry)
+                        context.log.info(f"{table}: state of {len(state)} row(s) read, of version(s) "
+                                         f"{sorted(state['model_version'].unique()) if not state.empty else []}")
+                        if "state" in params:
+                            arguments["state"] = state
+                result = fn(**arguments)
+                output = result if isinstance(result, StageOutput) else StageOutput(result)
+                if output.errors is not None:
+                    output.error_source = output.error_source or f"{flow.name}/{stage_name}"
+                    output.errors = stage_errors(output.error_source, output.errors)
+                output.state_read, output.read_snapshot = state_read, snapshot
+                return output
+
             assets_def = asset(
                 key=self.key(stage_name),
                 ins={
@@ -220,6 +271,7 @@ class Flow:
                     for name in upstream
                 },
                 deps=deps,
+                required_resource_keys=resource_keys | {"warehouse"},
                 partitions_def=self.partitions,
                 backfill_policy=BackfillPolicy.single_run(),
                 code_version=code_version,
@@ -230,14 +282,28 @@ class Flow:
                 metadata={
                     "partition_expr": "window_start",
                     "model_version": code_version,
-                    "table": f"{self.name}_{stage_name}",
+                    "table": table,
+                    **({"carry": carry.as_metadata()} if carry else {}),
                 },
                 description=inspect.getdoc(fn),
-            )(fn)
+            )(body)
             self.stages.append(assets_def)
             return assets_def
 
         return decorator
+
+    def wait_for_earlier_windows(self, conn, table: str, start: datetime, lookback: timedelta | None) -> None:
+        """A window that reads what earlier windows left runs only once they have landed and been
+        written; else it fails without retries and the window sensor asks for it again after
+        them (its runs are queued one at a time, in window order)."""
+        waiting = unwritten_predecessors(conn, self.name, table, start, lookback or 2 * self.window)
+        if waiting:
+            raise Failure(
+                f"{table} {start:%Y-%m-%d %H:%M} waits for earlier window(s) "
+                f"{', '.join(f'{w:%Y-%m-%d %H:%M}' for w in waiting[:5])}{' …' if len(waiting) > 5 else ''} "
+                "to land and be processed first, since it continues their state; it is asked for again after them",
+                allow_retries=False,
+            )
 
     # -- job ------------------------------------------------------------------------------
     @cached_property
@@ -249,8 +315,28 @@ class Flow:
             executor_def=in_process_executor,
             hooks={commit_consumer_group(self)},
             config=RUN_LOG_CONFIG,
+            tags=self.run_tags,
             description=f"Land and process one {self.name} window.",
         )
+
+    @property
+    def stage_tables(self) -> list[str]:
+        return [s.metadata_by_key[s.key]["table"] for s in self.stages]
+
+    def stages_from(self, tables) -> list[AssetKey]:
+        """The stages writing `tables` and every stage of the flow that reads them, in order."""
+        chosen: set[AssetKey] = set()
+        for stage in self.stages:
+            if stage.metadata_by_key[stage.key]["table"] in tables or stage.dependency_keys & chosen:
+                chosen.add(stage.key)
+        return [s.key for s in self.stages if s.key in chosen]
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        """Tags every run of the flow carries: `loom/ordered` makes the run queue run a flow whose
+        stages carry state one window at a time, in the order asked (a concurrency limit of 1 per
+        value in dagster.yaml)."""
+        return {"loom/flow": self.name, **({"loom/ordered": self.name} if self.ordered else {})}
 
     @property
     def assets(self) -> list:
@@ -336,8 +422,3 @@ def commit_consumer_group(flow: Flow):
         kafka.commit(flow.consumer_group, forward)
 
     return commit
-
-
-def model_version(context) -> str:
-    """The version a stage's rows carry: its code version (logic + rules/model)."""
-    return context.assets_def.code_versions_by_key[context.asset_key]

@@ -3,13 +3,12 @@ object hashes tracked across windows; faces → gaze; poses; monocular visual od
 chained across windows."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, RetryPolicy
+from dagster import RetryPolicy
 
-from loom_assets.flows.base import Flow, model_version
+from loom_assets.flows.base import Carry, Flow
 from loom_assets.models.vision import model_versions
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.models import Models, object_model_version
-from loom_assets.resources.warehouse import Warehouse
 from loom_assets.stages import camera_vision as vision
 
 FLOW = Flow(
@@ -48,19 +47,13 @@ def objects(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame
 
 @FLOW.stage(logic_version="1", rules_version=f"{OBJECT_MODEL}-rules{RULES.version}",
             retry=RetryPolicy(max_retries=2, delay=2),  # SPEC §1.9 object_hashing: 2 retries, 2 s
-            carries_state=True)
-def object_hashes(context: AssetExecutionContext, raw: pd.DataFrame, objects: pd.DataFrame, faces: pd.DataFrame,
-                  warehouse: Warehouse, blobs: BlobStore) -> pd.DataFrame:
+            carry=Carry(per=(), lookback=TRACK_LOOKBACK + FLOW.window))
+def object_hashes(raw: pd.DataFrame, objects: pd.DataFrame, faces: pd.DataFrame, state: pd.DataFrame,
+                  blobs: BlobStore) -> pd.DataFrame:
     """A 64-bit pHash of each object's crop and a track id: an object continues the most similar
     (≥ 0.85) track of its label on the same camera seen in the last 10 min (carried across
     windows), else starts one. The crop is stored as a thumbnail (`crop_uri`), faces blurred."""
-    start = context.partition_time_window.start
-    previous = warehouse.query(
-        "SELECT * FROM camera_vision_object_hashes WHERE window_start < %s AND recorded_at >= %s"
-        " AND model_version = %s ORDER BY recorded_at",
-        (start, start - TRACK_LOOKBACK - FLOW.window, model_version(context)),
-    )
-    rows = vision.object_hash_rows(blobs.attach(raw, "image_data_uri", "image_data"), objects, previous, RULES,
+    rows = vision.object_hash_rows(blobs.attach(raw, "image_data_uri", "image_data"), objects, state, RULES,
                                    faces)
     return rows.drop(columns=["crop"]).assign(crop_uri=pd.Series([blobs.put(c, ".jpg") for c in rows["crop"]],
                                                                  dtype="str", index=rows.index))
@@ -90,15 +83,9 @@ def poses(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
 
 @FLOW.stage(logic_version="1", rules_version=f"orb-rules{RULES.version}",
             retry=RetryPolicy(max_retries=0, delay=0),  # SPEC §1.9 slam_processor: no retries
-            carries_state=True)
-def slam(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse, blobs: BlobStore) -> pd.DataFrame:
+            carry=Carry(per=(), lookback=SLAM_LOOKBACK + FLOW.window))
+def slam(raw: pd.DataFrame, state: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
     """Monocular visual odometry per camera: ORB features, essential matrix, the pose chained
     from the camera's last keyframe (carried across windows); a photo that cannot be matched
     starts a new chain."""
-    start = context.partition_time_window.start
-    previous = warehouse.query(
-        "SELECT * FROM camera_vision_slam WHERE window_start < %s AND recorded_at >= %s AND model_version = %s"
-        " ORDER BY recorded_at",
-        (start, start - SLAM_LOOKBACK - FLOW.window, model_version(context)),
-    )
-    return vision.slam_rows(blobs.attach(raw, "image_data_uri", "image_data"), previous, RULES)
+    return vision.slam_rows(blobs.attach(raw, "image_data_uri", "image_data"), state, RULES)

@@ -1,14 +1,13 @@
 """Email: the email fetcher (IMAP) publishes whole messages → messages → embeddings."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, RetryPolicy
+from dagster import RetryPolicy
 
 from loom_assets.fetchers import email as email_fetcher
 from loom_assets.fetchers.base import fetcher
-from loom_assets.flows.base import Flow, stage_errors
+from loom_assets.flows.base import Flow, StageOutput
 from loom_assets.models.embeddings import embedder_version
 from loom_assets.resources.models import Models
-from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.stages import email
 from loom_assets.stages.embeddings import embedding_rows
@@ -19,7 +18,6 @@ FLOW = Flow(
     description="Email messages fetched over IMAP (INBOX and Sent) by the email fetcher.",
     alert_error_rate=0.1,  # SPEC §1.6 email_parser
 )
-MESSAGE_ERRORS = f"{FLOW.name}/messages"
 
 FETCH_JOB, FETCH_SCHEDULE = fetcher(
     "email", email_fetcher.TOPIC, email_fetcher.accounts, email_fetcher.fetch,
@@ -36,16 +34,14 @@ raw = FLOW.raw
     rules_version=f"rules{email.RULES_VERSION}",
     retry=RetryPolicy(max_retries=2, delay=5),  # SPEC §1.6 email_parser: 2 retries, 5 s
 )
-def messages(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+def messages(raw: pd.DataFrame) -> StageOutput:
     """Each message parsed: Message-ID, thread (Gmail's thread id, else the References root),
     from/to/cc, subject, date, folder, the new text (HTML sanitised to text when there is no
     text part) apart from the quoted replies, attachments' metadata, headers, charset problems.
     One row per (message_id, folder) in a window; a message whose MIME structure or charset is
     broken becomes an error row with its bytes."""
-    span = context.partition_time_window
     result = email.email_messages(raw)
-    warehouse.replace_errors(MESSAGE_ERRORS, span.start, span.end, stage_errors(MESSAGE_ERRORS, result.errors))
-    return result.rows
+    return StageOutput(result.rows, errors=result.errors)
 
 
 @FLOW.stage(

@@ -1,14 +1,13 @@
 """Hacker News: the fetcher publishes a user's favorites and submissions → items → embeddings."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, RetryPolicy
+from dagster import RetryPolicy
 
 from loom_assets.fetchers import hackernews as fetcher_hn
 from loom_assets.fetchers.base import fetcher
-from loom_assets.flows.base import Flow, stage_errors
+from loom_assets.flows.base import Flow, StageOutput
 from loom_assets.models.embeddings import embedder_version
 from loom_assets.resources.models import Models
-from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.stages import hackernews as hn
 from loom_assets.stages.embeddings import embedding_rows
@@ -20,7 +19,6 @@ FLOW = Flow(
     alert_error_rate=0.2,  # SPEC §1.8 content_fetcher
 )
 RULES = hn.HackerNewsRules()
-ITEM_ERRORS = f"{FLOW.name}/items"
 # Stages that read pages off the open web share one concurrency pool, so a backfill of many
 # windows does not open many downloads at once (dagster.yaml's default pool limit applies).
 WEB_POOL = "web"
@@ -41,19 +39,17 @@ raw = FLOW.raw
     retry=RetryPolicy(max_retries=2, delay=60),  # SPEC §1.8 content_fetcher: 2 retries, 60 s
     pool=WEB_POOL,
 )
-def items(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+def items(raw: pd.DataFrame) -> StageOutput:
     """Each favorite or submission with its linked article (fetched if robots.txt allows, ≤ 10 MB
     within 30 s, extracted by trafilatura: title, text, summary) and its top 5 live comments from
     the HN API. A link that cannot be read is written with `article_status` saying why."""
-    span = context.partition_time_window
     result = hn.items(
         raw,
         fetch_article=fetcher_hn.ArticleFetcher(RULES.max_article_bytes, RULES.article_timeout_s),
         fetch_comments=fetcher_hn.HackerNewsClient.from_settings().top_comments,
         rules=RULES,
     )
-    warehouse.replace_errors(ITEM_ERRORS, span.start, span.end, stage_errors(ITEM_ERRORS, result.errors))
-    return result.rows
+    return StageOutput(result.rows, errors=result.errors)
 
 
 @FLOW.stage(

@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, RetryPolicy
 
-from loom_assets.flows.base import Flow, model_version
+from loom_assets.flows.base import Carry, Flow
 from loom_assets.resources.business import BusinessProviderResource
 from loom_assets.resources.geocoder import GeocoderResource
 from loom_assets.resources.warehouse import Warehouse
@@ -33,54 +33,45 @@ raw = FLOW.raw
     logic_version="1",
     rules_version=f"rules{RULES.version}",
     retry=RetryPolicy(max_retries=2, delay=1),  # SPEC §1.2 georegion_detection: 2 retries, 1 s
-    carries_state=True,
+    carry=Carry(per=("device_id", "region_id"), lookback=RULES.max_lookback),
 )
-def georegions(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+def georegions(raw: pd.DataFrame, state: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
     """Enter, exit and dwell events for the georegions you defined (`loom regions add`), with
     dwell times; whether a device is inside a region carries over from the previous windows'
     events. Fixes less accurate than the stated bound are ignored."""
     regions = location.regions_from_rows(warehouse.query("SELECT * FROM georegions WHERE is_active"))
-    previous = warehouse.last_rows(
-        "location_georegions", before=context.partition_time_window.start, per=("device_id", "region_id"),
-        model_version=model_version(context), lookback=RULES.max_lookback,
-    )
-    return location.region_events(raw, regions, location.region_state(previous), RULES)
+    return location.region_events(raw, regions, location.region_state(state), RULES)
 
 
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{GEOCODING_RULES.version}-{GEOCODER}",
     retry=RetryPolicy(max_retries=3, delay=60),  # SPEC §1.2 geocoding: 3 retries, 60 s
-    carries_state=True,
+    carry=Carry(per=("device_id",)),
     pool=GEOCODER_POOL,
 )
-def geocoded(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
-             geocoder: GeocoderResource) -> pd.DataFrame:
+def geocoded(raw: pd.DataFrame, state: pd.DataFrame, warehouse: Warehouse, geocoder: GeocoderResource) -> pd.DataFrame:
     """Addresses of the fixes where the device moved ≥ 100 m from its last geocoded point, from
     the geocode cache when a cached address lies within 50 m, else from the geocoder."""
-    last = warehouse.last_rows("location_geocoded", before=context.partition_time_window.start,
-                               per=("device_id",), model_version=model_version(context))
     with warehouse.connect() as conn:
         cache = geocoder.cache(conn)
-        return geocoding.geocoded(raw, last, geocoder.geocoder(), cache, GEOCODING_RULES)
+        return geocoding.geocoded(raw, state, geocoder.geocoder(), cache, GEOCODING_RULES)
 
 
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}-{GEOCODER}-{BUSINESSES}",
     retry=RetryPolicy(max_retries=2, delay=30),  # SPEC §1.2 business_identification: 2 retries, 30 s
-    carries_state=True,
+    carry=Carry(per=("device_id",), lookback=RULES.max_lookback + RULES.max_stay),
     pool=GEOCODER_POOL,
 )
-def places(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
+def places(context: AssetExecutionContext, raw: pd.DataFrame, state: pd.DataFrame, warehouse: Warehouse,
            geocoder: GeocoderResource, businesses: BusinessProviderResource) -> pd.DataFrame:
     """Visits: stays of ≥ 5 min within 100 m, with arrival and departure, each matched to a
     georegion, else a business (when a provider is configured), else its geocoded address;
     with the device's visits to that place in the last 30 days."""
     start = context.partition_time_window.start
-    version = model_version(context)
-    previous = warehouse.last_rows("location_places", before=start, per=("device_id",), model_version=version,
-                                   lookback=RULES.max_lookback + RULES.max_stay)
+    previous = state
     recent = warehouse.query(
         "SELECT * FROM location_raw WHERE window_start < %s AND recorded_at >= %s ORDER BY device_id, recorded_at",
         (start, location.visit_lookback_start(start, RULES)),
@@ -93,10 +84,11 @@ def places(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehou
         addresses = geocoding.reverse_for_points(
             stays[["latitude", "longitude"]], geocoder.geocoder(), geocoder.cache(conn), GEOCODING_RULES)
     found = businesses.nearby_frame(stays)
+    # Earlier visits as each window holds them now (its newest version).
     history = warehouse.query(
-        "SELECT device_id, place_key, arrived_at, visit_id FROM location_places"
-        " WHERE window_start < %s AND arrived_at >= %s AND model_version = %s",
-        (start, start - RULES.visit_count_period - RULES.max_lookback, version),
+        "SELECT device_id, place_key, arrived_at, visit_id FROM location_places_latest"
+        " WHERE window_start < %s AND arrived_at >= %s",
+        (start, start - RULES.visit_count_period - RULES.max_lookback),
     )
     return location.match_visits(stays, regions, found, addresses.assign(visit_id=stays["visit_id"].values),
                                  history, RULES)

@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, RetryPolicy
 
-from loom_assets.flows.base import Flow, model_version
+from loom_assets.flows.base import Carry, Flow
 from loom_assets.resources.models import Models, activity_model_version
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.stages import activity, motion
@@ -26,7 +26,7 @@ raw = FLOW.raw
     logic_version="1",
     rules_version=f"rules{RULES.version}-features{activity.FEATURES_VERSION}",
     retry=RetryPolicy(max_retries=1, delay=1),  # SPEC §1.4 data_aggregation: 1 retry, 1 s
-    carries_state=True,
+    ordered=True,  # windows straddling the boundary take the previous window's raw tail
     columns={"raw": motion.SAMPLE_COLUMNS},
 )
 def windows(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
@@ -42,15 +42,15 @@ def windows(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Wareho
     logic_version="1",
     rules_version=f"rules{RULES.version}",
     retry=RetryPolicy(max_retries=1, delay=1),  # SPEC §1.4 significant_motion_detection
-    carries_state=True,
+    carry=Carry(per=("device_id",)),
     columns={"raw": motion.SAMPLE_COLUMNS},
 )
-def significant_motion(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+def significant_motion(context: AssetExecutionContext, raw: pd.DataFrame, state: pd.DataFrame,
+                       warehouse: Warehouse) -> pd.DataFrame:
     """Events where the gravity-removed acceleration stays over the threshold (debounced), with
     a motion type: sudden start/stop, fall, shake, walking, running, vehicle or unknown."""
     start = context.partition_time_window.start
-    last = warehouse.last_rows("motion_significant_motion", before=start, per=("device_id",),
-                               model_version=model_version(context))
+    last = state
     last_end = last.set_index("device_id")["end_time"] if not last.empty else pd.Series(dtype="datetime64[us, UTC]")
     tail = warehouse.raw_tail("motion_raw", start - FLOW.window, seconds=RULES.event_tail_seconds,
                               columns=motion.SAMPLE_COLUMNS)

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, RetryPolicy
 
-from loom_assets.flows.base import Flow, model_version
+from loom_assets.flows.base import Carry, Flow
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.stages import power_state
 
@@ -27,18 +27,12 @@ raw = FLOW.raw
     logic_version="1",
     rules_version=f"rules{RULES.version}",
     retry=RetryPolicy(max_retries=2, delay=1),  # SPEC §1.10: 2 retries, 1 s backoff
-    carries_state=True,
+    carry=Carry(per=("device_id",)),
 )
-def enriched(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+def enriched(raw: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
     """Charging rate (%/h), time to full or empty, charging sessions and low/critical states;
     rates and sessions continue from the previous window's last reading."""
-    carry = warehouse.last_rows(
-        "power_state_enriched",
-        before=context.partition_time_window.start,
-        per=("device_id",),
-        model_version=model_version(context),
-    )
-    return power_state.enrich(raw, carry, RULES)
+    return power_state.enrich(raw, state, RULES)
 
 
 ENRICHED_VERSION = enriched.code_versions_by_key[enriched.key]

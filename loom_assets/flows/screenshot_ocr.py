@@ -2,13 +2,12 @@
 entities; a near-duplicate of the device's previous screenshot is not OCRed twice."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, RetryPolicy
+from dagster import RetryPolicy
 
-from loom_assets.flows.base import Flow, model_version, stage_errors
+from loom_assets.flows.base import Carry, Flow, StageOutput
 from loom_assets.models.embeddings import embedder_version
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.models import Models
-from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.stages import screenshot_ocr as ocr
 from loom_assets.stages.embeddings import embedding_rows, ocr_pages
@@ -21,7 +20,6 @@ FLOW = Flow(
     alert_error_rate=0.1,  # SPEC §1.5 image_preprocessing
 )
 RULES = ocr.OcrRules(languages=settings().ocr_languages)
-OCR_ERRORS = f"{FLOW.name}/text"
 
 raw = FLOW.raw
 
@@ -30,21 +28,17 @@ raw = FLOW.raw
     logic_version="1",
     rules_version=f"tesseract-{RULES.languages}-rules{RULES.version}",
     retry=RetryPolicy(max_retries=1, delay=10),  # SPEC §1.5 text_extraction: 1 retry, 10 s
-    carries_state=True,
+    carry=Carry(per=("device_id",)),
 )
-def text(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse, blobs: BlobStore) -> pd.DataFrame:
+def text(raw: pd.DataFrame, state: pd.DataFrame, blobs: BlobStore) -> StageOutput:
     """Each screenshot's text: preprocessed (≤ 2048 px, grayscale, 2× for small text, dark
     panels inverted), OCRed by tesseract (words ≥ 0.6 confidence with boxes), merged into
     headings, paragraphs and list items, with its URLs, emails, dates and phone numbers. A
     screenshot whose hash equals the device's previous one takes that one's text. A screen
     recording is read a frame every 2 s, each frame a screenshot of its own."""
-    span = context.partition_time_window
-    last = warehouse.last_rows("screenshot_ocr_text", before=span.start, per=("device_id",),
-                               model_version=model_version(context))
     shots = blobs.attach(blobs.attach(raw, "image_data_uri", "image_data"), "video_data_uri", "video_data")
-    result = ocr.screenshot_text(shots, {row["device_id"]: row for row in last.to_dict("records")}, RULES)
-    warehouse.replace_errors(OCR_ERRORS, span.start, span.end, stage_errors(OCR_ERRORS, result.errors))
-    return result.rows
+    result = ocr.screenshot_text(shots, {row["device_id"]: row for row in state.to_dict("records")}, RULES)
+    return StageOutput(result.rows, errors=result.errors)
 
 
 @FLOW.stage(

@@ -86,7 +86,7 @@ def insert_plans(conn: psycopg.Connection, flow: str, size: timedelta,
 def mark_landed(conn: psycopg.Connection, flow: str, start: datetime, end: datetime, run_id: str) -> None:
     """In the raw write's transaction: the windows in [start, end) have landed."""
     conn.execute(
-        "UPDATE loom_offset_log SET landed_at = now(), landed_by = %s"
+        "UPDATE loom_offset_log SET landed_at = now(), landed_by = %s, landed_xid = pg_current_xact_id()"
         " WHERE flow = %s AND window_start >= %s AND window_start < %s AND lost_at IS NULL",
         (run_id, flow, start, end),
     )

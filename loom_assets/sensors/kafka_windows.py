@@ -20,6 +20,7 @@ from dagster import (
 from loom_assets.flows.base import Flow
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.offset_log import FAILING_AFTER_REQUESTS, OffsetGap, insert_plans, log_tail
+from loom_assets.resources.stage_windows import unfinished_windows
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.windows import (
@@ -29,6 +30,7 @@ from loom_assets.windows import (
     plan_hash,
     plan_ranges,
     window_at_or_after,
+    window_from_key,
     window_of,
 )
 
@@ -139,42 +141,59 @@ def windows_in_flight(instance, flow: Flow) -> set[str]:
 def run_requests(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: datetime,
                  in_flight: Callable[[], Container[str]] = frozenset, backoff: bool = True,
                  warn: Callable[[str], None] = log.warning) -> list[RunRequest]:
-    """Runs for every window within retention that holds records and has not landed, unless one
-    is in flight or (`backoff`) its last request is too recent. Each request has a run key of its
-    own (window, plan, attempt), so a window whose run failed or whose process died is asked for
-    again, not forgotten. Ranges whose offsets Kafka dropped before they landed are marked lost,
-    loudly, and the window's other ranges still land. `in_flight` gives the partition keys of
-    runs queued or running (asked only when some window has not landed)."""
-    unlanded = warehouse.unlanded_windows(flow.name, since=now - settings().retention)
-    if not unlanded:
+    """Runs for every window within retention that holds records and has not finished: not
+    landed, or landed with a stage not written (its run died after landing) or whose carried
+    state has changed since; unless a run of it is in flight or (`backoff`) its last request is
+    too recent. Each request has a run key of its own (window, plan or stages, attempt), so a
+    window whose run failed or whose process died is asked for again, not forgotten. Ranges
+    whose offsets Kafka dropped before they landed are marked lost, loudly, and the window's
+    other ranges still land. `in_flight` gives the partition keys of runs queued or running
+    (asked only when some window has not finished)."""
+    since = now - settings().retention
+    unlanded = warehouse.unlanded_windows(flow.name, since=since)
+    with warehouse.connect() as conn:
+        unfinished = unfinished_windows(conn, flow.name, flow.stage_tables, since) if flow.stages else []
+    if not unlanded and not unfinished:
         return []
     running = in_flight()
     unheld = set(kafka.unheld(r for window in unlanded for r in window.ranges))
     requests, asked = [], []
-    for window in unlanded:
-        key = partition_key(window.start)
-        gone = [r for r in window.ranges if r in unheld]
-        if gone:
-            reason = "; ".join(f"{r.topic}/{r.partition} [{r.start}, {r.end}) is no longer in Kafka" for r in gone)
-            warn(f"{flow.name} {key}: {sum(r.count for r in gone)} records LOST before they landed: {reason}")
-            warehouse.mark_lost(flow.name, window.start, gone, reason)
-            if all(r in gone for r in window.ranges if r.count):
-                continue
+
+    def ask(start: datetime, requests_so_far: int, requested_at: datetime | None, run_key: str,
+            **request) -> None:
+        key = partition_key(start)
         if key in running:
-            continue
-        if backoff and window.requested_at is not None and now - window.requested_at < retry_delay(window.requests):
-            continue
-        attempt = window.requests + 1
-        tags = {"loom/flow": flow.name, "loom/attempt": str(attempt),
+            return
+        if backoff and requested_at is not None and now - requested_at < retry_delay(requests_so_far):
+            return
+        attempt = requests_so_far + 1
+        tags = {**flow.run_tags, "loom/attempt": str(attempt),
                 "dagster/max_runtime_seconds": str(settings().window_run_max_seconds)}
         if attempt > FAILING_AFTER_REQUESTS:
             tags["loom/failing"] = "true"
-            warn(f"{flow.name} {key}: asked for again (attempt {attempt}); its earlier runs did not land it")
-        requests.append(RunRequest(partition_key=key, run_key=f"{key}:{plan_hash(window.ranges)}:{attempt}", tags=tags))
-        asked.append(window.start)
+            warn(f"{flow.name} {key}: asked for again (attempt {attempt}); its earlier runs did not finish it")
+        requests.append(RunRequest(partition_key=key, run_key=f"{key}:{run_key}:{attempt}", tags=tags, **request))
+        asked.append(start)
+
+    for window in unlanded:
+        gone = [r for r in window.ranges if r in unheld]
+        if gone:
+            reason = "; ".join(f"{r.topic}/{r.partition} [{r.start}, {r.end}) is no longer in Kafka" for r in gone)
+            warn(f"{flow.name} {partition_key(window.start)}: {sum(r.count for r in gone)} records LOST before "
+                 f"they landed: {reason}")
+            warehouse.mark_lost(flow.name, window.start, gone, reason)
+            if all(r in gone for r in window.ranges if r.count):
+                continue
+        ask(window.start, window.requests, window.requested_at, plan_hash(window.ranges))
+    for window in unfinished:
+        stages = flow.stages_from(window.tables)
+        ask(window.start, window.requests, window.requested_at, "+".join(k.path[-1] for k in stages),
+            asset_selection=stages)
     if asked:
         warehouse.mark_requested(flow.name, asked, now)
-    return requests
+    # In window order: the run queue starts a flow's runs in the order asked, and a window
+    # carrying state waits for the windows before it.
+    return sorted(requests, key=lambda r: window_from_key(r.partition_key))
 
 
 def window_sensor(flow: Flow):

@@ -1,13 +1,17 @@
-"""Stages that read another flow by event time, re-run when that flow's window lands later.
+"""Stages that read another flow by event time, re-run when that flow's window lands after
+they read it.
 
 Motion windows are 5 minutes and location windows 15: the activities of 10:00–10:05 run at
-10:05, before the GPS fixes of 10:00–10:15 have landed (at 10:15). When they land, this sensor
-re-runs the activities of the motion windows they cover that ran without them.
+10:05, before the GPS fixes of 10:00–10:15 have landed (at 10:15). Each stage window records the
+database snapshot it read its inputs in, and each landing the transaction that landed it, so
+"did this window see that landing?" is answered exactly, by PostgreSQL, even when the landing
+commits while the stage is reading (a comparison of times would miss that race).
 """
+
+from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AssetKey,
-    AssetRecordsFilter,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -17,15 +21,31 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from loom_assets.flows.base import Flow
-from loom_assets.windows import partition_key, window_from_key
+from loom_assets.resources.warehouse import Warehouse
+from loom_assets.settings import settings
+from loom_assets.windows import partition_key
 
-# Landed windows handled per tick (a catch-up lands up to 48 windows a tick).
-BATCH = 100
+
+def unseen_landings(warehouse: Warehouse, source: Flow, table: str, since: datetime) -> list[tuple[datetime, str]]:
+    """Windows of `table` (from `since`) whose inputs were read in a snapshot that does not see
+    the landing of a `source` window of their time: (window start, the landings' transaction ids)."""
+    with warehouse.connect() as conn:
+        return conn.execute(
+            "SELECT s.window_start, string_agg(DISTINCT l.landed_xid::text, ',')"
+            " FROM loom_stage_windows s JOIN loom_offset_log l ON l.flow = %(source)s"
+            "  AND l.landed_xid IS NOT NULL AND s.window_start >= l.window_start AND s.window_start < l.window_end"
+            " WHERE s.table_name = %(table)s AND s.window_start >= %(since)s AND s.read_snapshot IS NOT NULL"
+            "  AND NOT pg_visible_in_snapshot(l.landed_xid, s.read_snapshot)"
+            " GROUP BY s.window_start ORDER BY s.window_start",
+            {"source": source.name, "table": table, "since": since},
+        ).fetchall()
 
 
 def rerun_when_landed(source: Flow, target: Flow, stage: AssetKey):
-    """After `source`'s raw windows land, re-run `target`'s `stage` for the windows they cover
-    that were materialized before they landed (one ranged run per landed window)."""
+    """After `source`'s raw windows land, re-run `target`'s `stage` for the windows of their time
+    that read their inputs before the landing was visible (one ranged run per stretch of
+    consecutive windows; its run key names the landings, so each is asked for once)."""
+    table = "_".join(stage.path)
 
     @sensor(
         name=f"{target.name}_{stage.path[-1]}_after_{source.name}",
@@ -35,40 +55,31 @@ def rerun_when_landed(source: Flow, target: Flow, stage: AssetKey):
         description=f"Re-runs {'/'.join(stage.path)} for windows computed before the "
                     f"{source.name} data of their time had landed.",
     )
-    def _sensor(context: SensorEvaluationContext):
-        after = int(context.cursor) if context.cursor else None
-        landed = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=source.key("raw"), after_storage_id=after), limit=BATCH, ascending=True,
-        ).records
-        if not landed:
-            return SkipReason(f"no new {source.name} window landed")
-        requests = [r for r in (_rerun(context, source, target, stage, record) for record in landed) if r]
-        context.update_cursor(str(landed[-1].storage_id))
-        return requests or SkipReason(f"no {target.name} window ran before its {source.name} data landed")
+    def _sensor(context: SensorEvaluationContext, warehouse: Warehouse):
+        unseen = unseen_landings(warehouse, source, table, datetime.now(UTC) - settings().retention)
+        if not unseen:
+            return SkipReason(f"every {table} window saw the {source.name} windows of its time")
+        return [
+            RunRequest(
+                run_key=f"{partition_key(first)}:{partition_key(last)}:{xids}",
+                asset_selection=[stage],
+                tags={**target.run_tags, "loom/late-input": source.name,
+                      ASSET_PARTITION_RANGE_START_TAG: partition_key(first),
+                      ASSET_PARTITION_RANGE_END_TAG: partition_key(last)},
+            )
+            for first, last, xids in _stretches(unseen, target.window)
+        ]
 
     return _sensor
 
 
-def _rerun(context, source: Flow, target: Flow, stage: AssetKey, landed) -> RunRequest | None:
-    if landed.partition_key is None:
-        return None
-    start = window_from_key(landed.partition_key)
-    windows, at = [], start
-    while at < start + source.window:
-        windows.append(partition_key(at))
-        at += target.window
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=stage, asset_partitions=windows), limit=len(windows) * 20,
-    ).records
-    latest: dict[str, float] = {}
-    for record in records:
-        latest[record.partition_key] = max(latest.get(record.partition_key, 0.0), record.timestamp)
-    early = sorted((w for w, ts in latest.items() if ts < landed.timestamp), key=window_from_key)
-    if not early:
-        return None
-    return RunRequest(
-        run_key=f"{landed.partition_key}:{landed.storage_id}",
-        asset_selection=[stage],
-        tags={"loom/flow": target.name, "loom/late-input": source.name,
-              ASSET_PARTITION_RANGE_START_TAG: early[0], ASSET_PARTITION_RANGE_END_TAG: early[-1]},
-    )
+def _stretches(windows: list[tuple[datetime, str]], size: timedelta) -> list[tuple[datetime, datetime, str]]:
+    """Consecutive windows as (first, last, their landings)."""
+    stretches: list[tuple[datetime, datetime, str]] = []
+    for start, xids in windows:
+        if stretches and start - stretches[-1][1] == size:
+            first, _, seen = stretches[-1]
+            stretches[-1] = (first, start, ",".join(sorted(set(seen.split(",")) | set(xids.split(",")))))
+        else:
+            stretches.append((start, start, xids))
+    return stretches

@@ -216,20 +216,58 @@ def test_activities_rerun_when_their_gps_lands_after_them(loom_env):
 
     sensor = next(s for s in definitions.defs.sensors if s.name == "motion_activities_after_location")
     instance = DagsterInstance.get()
-    assert not sensor.evaluate_tick(build_sensor_context(instance=instance)).run_requests
+    assert not sensor.evaluate_tick(build_sensor_context(instance=instance, resources=definitions.resources())).run_requests
     invoke("process", "--through-now", "--flow", "location")
 
-    tick = sensor.evaluate_tick(build_sensor_context(instance=instance))
+    tick = sensor.evaluate_tick(build_sensor_context(instance=instance, resources=definitions.resources()))
     [request] = tick.run_requests
     assert request.asset_selection == [AssetKey(["motion", "activities"])]
-    # Nothing new landed since: the cursor moved on and the next tick asks for nothing.
-    assert not sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=tick.cursor)).run_requests
+    # Asked again until it has run, under the same run key: Dagster launches it once.
+    assert [r.run_key for r in sensor.evaluate_tick(build_sensor_context(instance=instance, resources=definitions.resources())).run_requests] == [
+        request.run_key]
 
     job = definitions.defs.resolve_job_def("motion_job")
     assert job.get_subset(asset_selection=set(request.asset_selection)).execute_in_process(
         instance=instance, tags=request.tags).success
     walking = table(url, "motion_activities", order="recorded_at")["gps_speed_mps"].dropna()
     assert len(walking) > 0 and walking.between(1.0, 2.0).any()
+    assert not sensor.evaluate_tick(build_sensor_context(instance=instance, resources=definitions.resources())).run_requests
+
+
+def test_activities_rerun_when_their_gps_lands_while_they_read_it(loom_env, monkeypatch):
+    """The race a comparison of times misses: the activities read the GPS table just before the
+    location window commits, and write their rows after it. The activities window's snapshot
+    does not see that landing, so the sensor runs it again."""
+    from dagster import build_sensor_context
+
+    from loom_assets import definitions
+    from loom_assets.flows import motion as motion_flow
+
+    produce(loom_env["bootstrap"], messages(datetime.now(UTC)))
+    classify = motion_flow.activity.activities
+    landed = []
+
+    def land_gps_meanwhile(*args, **kwargs):
+        # The fixes are read; the location window lands and commits before the rows are written.
+        if not landed:
+            landed.append(invoke("process", "--through-now", "--flow", "location"))
+        return classify(*args, **kwargs)
+
+    monkeypatch.setattr(motion_flow.activity, "activities", land_gps_meanwhile)
+    invoke("process", "--through-now", "--flow", "motion")
+    monkeypatch.setattr(motion_flow.activity, "activities", classify)
+    url = loom_env["database_url"]
+    assert landed and not table(url, "location_raw").empty
+    assert table(url, "motion_activities", order="recorded_at")["gps_speed_mps"].isna().all()
+
+    instance = DagsterInstance.get()
+    sensor = next(s for s in definitions.defs.sensors if s.name == "motion_activities_after_location")
+    [request] = sensor.evaluate_tick(build_sensor_context(instance=instance, resources=definitions.resources())).run_requests
+    job = definitions.defs.resolve_job_def("motion_job")
+    assert job.get_subset(asset_selection=set(request.asset_selection)).execute_in_process(
+        instance=instance, tags=request.tags).success
+    assert table(url, "motion_activities", order="recorded_at")["gps_speed_mps"].dropna().between(1.0, 2.0).any()
+    assert not sensor.evaluate_tick(build_sensor_context(instance=instance, resources=definitions.resources())).run_requests
 
 
 def test_a_new_region_reaches_past_windows_through_reprocess_stage(processed):

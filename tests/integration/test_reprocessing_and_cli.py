@@ -53,9 +53,10 @@ def test_bumping_the_category_mapping_reprocesses_beside_the_old_rows(loom_env, 
     # The hourly schedule asks for the same stale window as one ranged run of the stage.
     evaluate = (
         "import json; from dagster import DagsterInstance, build_schedule_context;"
-        "from loom_assets.definitions import defs;"
+        "from loom_assets.definitions import defs, resources;"
         "schedule = defs.resolve_schedule_def('app_lifecycle_reprocess');"
-        "result = schedule.evaluate_tick(build_schedule_context(instance=DagsterInstance.get()));"
+        "context = build_schedule_context(instance=DagsterInstance.get(), resources={'warehouse': resources()['warehouse']});"
+        "result = schedule.evaluate_tick(context);"
         "print(json.dumps([[k.to_user_string() for k in r.asset_selection] + [r.tags] for r in result.run_requests]))"
     )
     [[asset, tags]] = json.loads(run([sys.executable, "-c", evaluate], bumped).strip().splitlines()[-1])
