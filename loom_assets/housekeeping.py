@@ -20,7 +20,8 @@ from loom_assets.resources.warehouse import Warehouse
 from loom_assets.run_logs import RUN_LOG_CONFIG
 from loom_assets.settings import settings
 
-# Dagster's event log grows by hundreds of MB a day at one run per window per flow (DESIGN §3).
+# Dagster's event log grows by hundreds of MB a day at one run per window per flow
+# (docs/architecture.md#housekeeping).
 KEEP_RUNS_FOR = timedelta(days=7)
 
 

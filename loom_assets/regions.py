@@ -1,8 +1,9 @@
 """Georegions: the places you name (home, work, the gym), kept in the `georegions` table.
 
 `loom regions add|list|remove` manages them; the location flow reads the active ones each window.
-A circle is a centre and a radius; a polygon is a GeoJSON ring of [lon, lat] points (SPEC §5.1),
-stored with its centroid and farthest vertex as centre and radius for quick bounding.
+A circle is a centre and a radius; a polygon is a GeoJSON ring of [lon, lat] points
+(docs/flows/location.md#georegions), stored with its centroid and farthest vertex as centre and
+radius for quick bounding.
 """
 
 import json

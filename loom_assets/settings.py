@@ -84,8 +84,8 @@ class Settings:
     object_labels: tuple[str, ...] = field(default_factory=lambda: tuple(
         s.strip() for s in _env("LOOM_OBJECT_LABELS", "").split(",") if s.strip()))
 
-    # Calendar fetcher (SPEC §1.7): accounts are LOOM_ICAL_URL_<i> or LOOM_CALDAV_URL_<i> (see
-    # fetchers/calendar.py); the sync range is days back and ahead of now.
+    # Calendar fetcher (docs/flows/calendar.md#fetcher): accounts are LOOM_ICAL_URL_<i> or
+    # LOOM_CALDAV_URL_<i> (see fetchers/calendar.py); the sync range is days back and ahead of now.
     calendar_max_accounts: int = field(default_factory=lambda: int(_env("LOOM_CALENDAR_MAX_ACCOUNTS", "10")))
     calendar_days_past: int = field(default_factory=lambda: int(_env("LOOM_CALENDAR_DAYS_PAST", "30")))
     calendar_days_future: int = field(default_factory=lambda: int(_env("LOOM_CALENDAR_DAYS_FUTURE", "60")))
@@ -98,8 +98,9 @@ class Settings:
         default_factory=lambda: frozenset(d.lower() for d in _ssids("LOOM_CALENDAR_INTERNAL_DOMAINS"))
     )
 
-    # Hacker News fetcher (SPEC §1.8): users are LOOM_HACKERNEWS_USERNAME (and _<i>, see
-    # fetchers/hackernews.py); the API and the site are settings so tests can serve recorded shapes.
+    # Hacker News fetcher (docs/flows/hackernews.md#fetcher): users are LOOM_HACKERNEWS_USERNAME
+    # (and _<i>, see fetchers/hackernews.py); the API and the site are settings so tests can serve
+    # recorded shapes.
     hackernews_api_url: str = field(
         default_factory=lambda: _env("LOOM_HACKERNEWS_API_URL", "https://hacker-news.firebaseio.com/v0"))
     hackernews_site_url: str = field(

@@ -2,7 +2,7 @@
 --
 -- Every Loom table is made by loom_create_timeseries(), which picks the storage the server
 -- offers: a TimescaleDB hypertable (chunk 1 day, compression after 7 days segmented by
--- device_id, retention 30 days, as policies; SPEC "Numbers") where the extension exists, else
+-- device_id, retention 30 days, as policies; docs/architecture.md#storage) where the extension exists, else
 -- native range partitioning by day plus a default partition, whose expired days Loom's
 -- retention schedule drops (loom_drop_expired_partitions).
 
@@ -131,8 +131,9 @@ BEGIN
 END
 $fn$;
 
--- The offset log (DESIGN §1): every window's planned Kafka offset range per topic partition,
--- written before its run is requested. Runs and backfills read their range from here.
+-- The offset log (docs/architecture.md#offset-log): every window's planned Kafka offset range per
+-- topic partition, written before its run is requested. Runs and backfills read their range from
+-- here.
 CREATE TABLE IF NOT EXISTS loom_offset_log (
     flow         text NOT NULL,
     window_start timestamptz NOT NULL,

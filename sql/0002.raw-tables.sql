@@ -1,7 +1,7 @@
 -- depends: 0001.core
 -- Raw landing tables: one row per valid Kafka record, traceable to its topic partition and
--- offset. Every raw table has the envelope and lineage columns (SPEC §2), then its payload
--- (SPEC §3); event time (recorded_at) is the time dimension.
+-- offset. Every raw table has the envelope and lineage columns (docs/messages.md#envelopes), then its payload
+-- (docs/messages.md#payload-fields); event time (recorded_at) is the time dimension.
 
 CREATE OR REPLACE FUNCTION loom_create_raw_table(table_name text, payload_columns text)
 RETURNS text LANGUAGE sql AS $fn$

@@ -1,8 +1,10 @@
 -- depends: 0001.core
 -- Output tables of the app_lifecycle, power_state and network_events flows. Columns are the
 -- DataFrame columns of loom_assets/stages/<flow>.py (OUTPUT_COLUMNS there) plus model_version.
--- Retention and compression: SPEC §1.3 and §1.10 (30 days, compression after 7 days, the
--- defaults); SPEC §1.11 for network (chunk 7 days, compression after 30 days, retention 90 days).
+-- Retention and compression: docs/flows/app_lifecycle.md#retention and
+-- docs/flows/power_state.md#retention (30 days, compression after 7 days, the defaults);
+-- docs/flows/network_events.md#retention for network (chunk 7 days, compression after 30 days,
+-- retention 90 days).
 
 -- A stage table with one row per raw event: its window, device, event time, model version and
 -- the Kafka record it came from, then the stage's own columns.

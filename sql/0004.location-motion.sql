@@ -1,5 +1,5 @@
 -- depends: 0003.light-flows
--- Location and motion flows (SPEC §1.2, §1.4, §5.1, §5.6): the accelerometer raw table, the
+-- Location and motion flows (docs/flows/location.md, docs/flows/motion.md): the accelerometer raw table, the
 -- georegions you define, the geocode cache, and the stage tables. Stage columns are the
 -- DataFrame columns of loom_assets/stages/{location,geocoding,motion,activity}.py.
 
@@ -30,7 +30,7 @@ CREATE FUNCTION loom_create_raw_table(
         compress_after => compress_after, chunk_interval => chunk_interval);
 $fn$;
 
--- SPEC §1.4 S4: accelerometer tables chunk by the hour, compress after a day, keep 7 days.
+-- docs/flows/motion.md#retention: accelerometer tables chunk by the hour, compress after a day, keep 7 days.
 SELECT loom_create_raw_table('motion_raw', $cols$
     x        double precision NOT NULL,
     y        double precision NOT NULL,
@@ -39,9 +39,9 @@ SELECT loom_create_raw_table('motion_raw', $cols$
 $cols$, retention => interval '7 days', compress_after => interval '1 day',
    chunk_interval => interval '1 hour');
 
--- The places you name (SPEC §5.1, DB 031/033), managed with `loom regions add|list|remove`.
--- A polygon keeps its GeoJSON ring; its centre and radius are the ring's centroid and the
--- farthest vertex, so one bounding test serves both shapes.
+-- The places you name (docs/flows/location.md#georegions, DB 031/033), managed with `loom regions
+-- add|list|remove`. A polygon keeps its GeoJSON ring; its centre and radius are the ring's centroid
+-- and the farthest vertex, so one bounding test serves both shapes.
 CREATE TABLE georegions (
     id                  serial PRIMARY KEY,
     name                text NOT NULL UNIQUE,
@@ -59,7 +59,7 @@ CREATE TABLE georegions (
     CHECK ((geometry_type = 'polygon') = (polygon_coordinates IS NOT NULL))
 );
 
--- SPEC §1.2 cached_geocoding: one row per address looked up, reused within 50 m.
+-- docs/flows/location.md#geocode-cache: one row per address looked up, reused within 50 m.
 CREATE TABLE geocode_cache (
     id               bigserial PRIMARY KEY,
     provider         text NOT NULL,
@@ -84,7 +84,7 @@ CREATE TABLE geocode_cache (
 );
 CREATE INDEX geocode_cache_position ON geocode_cache (provider, latitude, longitude);
 
--- location/georegions: enter, exit and dwell events (SPEC §1.2 keeps them 90 days).
+-- location/georegions: enter, exit and dwell events (docs/flows/location.md#retention keeps them 90 days).
 SELECT loom_create_event_table('location_georegions', $cols$
     region_id              integer NOT NULL,
     region_name            text NOT NULL,
@@ -100,7 +100,7 @@ SELECT loom_create_event_table('location_georegions', $cols$
 $cols$, retention => interval '90 days', compress_after => interval '7 days');
 
 -- location/places: visits (stays), the place each one was and the 30-day visit count. Kept a
--- year (SPEC §1.2 identified_businesses), well beyond the 30 days the counts look back.
+-- year (docs/flows/location.md#retention), well beyond the 30 days the counts look back.
 SELECT loom_create_timeseries('location_places', $cols$
     window_start      timestamptz NOT NULL,
     device_id         text NOT NULL,
@@ -125,7 +125,7 @@ SELECT loom_create_timeseries('location_places', $cols$
     visit_count_30d   integer NOT NULL
 $cols$, time_column => 'recorded_at', retention => interval '365 days', compress_after => interval '7 days');
 
--- motion/activities: one row per 5 s window (SPEC §1.4 S4: 7 days).
+-- motion/activities: one row per 5 s window (docs/flows/motion.md#retention: 7 days).
 SELECT loom_create_timeseries('motion_activities', $cols$
     window_start          timestamptz NOT NULL,
     device_id             text NOT NULL,
@@ -143,8 +143,9 @@ SELECT loom_create_timeseries('motion_activities', $cols$
 $cols$, time_column => 'recorded_at', retention => interval '7 days', compress_after => interval '1 day',
    chunk_interval => interval '1 hour');
 
--- motion/windows: 5 s feature windows with 1 s overlap (SPEC §1.4 S1), 7 days like the samples.
--- `features` is the activity classifier's input vector (loom_assets/stages/activity.py).
+-- motion/windows: 5 s feature windows with 1 s overlap (docs/flows/motion.md#windows), 7 days like
+-- the samples. `features` is the activity classifier's input vector
+-- (loom_assets/stages/activity.py).
 SELECT loom_create_timeseries('motion_windows', $cols$
     window_start      timestamptz NOT NULL,
     device_id         text NOT NULL,
@@ -167,7 +168,8 @@ SELECT loom_create_timeseries('motion_windows', $cols$
 $cols$, time_column => 'recorded_at', retention => interval '7 days', compress_after => interval '1 day',
    chunk_interval => interval '1 hour');
 
--- motion/significant_motion: debounced threshold crossings with a motion type (SPEC §5.6).
+-- motion/significant_motion: debounced threshold crossings with a motion type
+-- (docs/flows/motion.md#significant-motion).
 SELECT loom_create_timeseries('motion_significant_motion', $cols$
     window_start        timestamptz NOT NULL,
     device_id           text NOT NULL,
@@ -195,8 +197,9 @@ SELECT loom_create_timeseries('motion_significant_motion', $cols$
 $cols$, time_column => 'recorded_at', retention => interval '30 days', compress_after => interval '7 days',
    chunk_interval => interval '7 days');
 
--- location/geocoded: the address of each fix where the device moved ≥ 100 m (SPEC §1.2 S4:
--- geocoded locations kept 90 days). `cache_id` has no foreign key: old cache rows may go.
+-- location/geocoded: the address of each fix where the device moved ≥ 100 m
+-- (docs/flows/location.md#retention: geocoded locations kept 90 days). `cache_id` has no foreign
+-- key: old cache rows may go.
 SELECT loom_create_event_table('location_geocoded', $cols$
     latitude                 double precision NOT NULL,
     longitude                double precision NOT NULL,

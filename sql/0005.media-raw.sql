@@ -1,7 +1,8 @@
 -- depends: 0004.location-motion
--- Raw tables of the media flows (SPEC §1.1, §1.5, §1.9, §3): the bytes live in the blob store,
+-- Raw tables of the media flows (docs/flows/audio.md, docs/flows/screenshot_ocr.md,
+-- docs/flows/camera_vision.md, docs/messages.md#payload-fields): the bytes live in the blob store,
 -- content-addressed; a row keeps the blob's URI and size. Audio and images are kept 7 days raw
--- (SPEC's device_audio_raw: compressed after 1 day, kept 7).
+-- (docs/flows/audio.md#retention: compressed after 1 day, kept 7).
 
 SELECT loom_create_raw_table('audio_raw', $cols$
     data_uri     text NOT NULL,

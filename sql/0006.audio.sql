@@ -1,5 +1,5 @@
 -- depends: 0005.media-raw
--- Audio stages (SPEC §1.1): voice segments (VAD), transcripts with word times and a full-text
+-- Audio stages (docs/flows/audio.md): voice segments (VAD), transcripts with word times and a full-text
 -- index, and the acoustic environment. Columns are the DataFrame columns of
 -- loom_assets/stages/audio.py and stages/speech.py plus model_version; segment audio is a WAV
 -- in the blob store.
@@ -26,7 +26,7 @@ CREATE TABLE audio_vad_carry (
     PRIMARY KEY (window_start, device_id)
 );
 
--- SPEC media_audio_vad_filtered: compressed after 7 days, kept 30.
+-- docs/flows/audio.md#retention: compressed after 7 days, kept 30.
 SELECT loom_create_timeseries('audio_voice_segments', $cols$
     window_start        timestamptz NOT NULL,
     device_id           text NOT NULL,
@@ -49,7 +49,7 @@ SELECT loom_create_timeseries('audio_voice_segments', $cols$
     vad_model           text NOT NULL
 $cols$, time_column => 'recorded_at', retention => interval '30 days', compress_after => interval '7 days');
 
--- SPEC media_text_transcribed_words: compressed after 14 days, kept 90; English full-text index.
+-- docs/flows/audio.md#retention: compressed after 14 days, kept 90; English full-text index.
 SELECT loom_create_timeseries('audio_transcripts', $cols$
     window_start         timestamptz NOT NULL,
     device_id            text NOT NULL,

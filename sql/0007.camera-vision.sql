@@ -1,5 +1,5 @@
 -- depends: 0006.audio
--- Camera vision stages (SPEC §1.9): columns are the DataFrame columns of
+-- Camera vision stages (docs/flows/camera_vision.md): columns are the DataFrame columns of
 -- loom_assets/stages/camera_vision.py (*_DTYPES) plus model_version. Pixel coordinates are in the
 -- upright original photo. Kept 30 days, compressed after 7 (the defaults).
 

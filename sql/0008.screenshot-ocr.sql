@@ -1,6 +1,7 @@
 -- depends: 0007.camera-vision
--- screenshot_ocr/text (SPEC §1.5): the OCR of each screenshot (or of the screenshot it nearly
--- duplicates), its layout blocks and entities; English full-text and entity indexes.
+-- screenshot_ocr/text (docs/flows/screenshot_ocr.md): the OCR of each screenshot (or of the
+-- screenshot it nearly duplicates), its layout blocks and entities; English full-text and entity
+-- indexes.
 SELECT loom_create_timeseries('screenshot_ocr_text', $cols$
     window_start     timestamptz NOT NULL,
     device_id        text NOT NULL,

@@ -1,5 +1,5 @@
 -- depends: 0009.fetchers
--- Camera vision objects (SPEC §1.9 S2 object_detection, S3 object_hashing): columns are
+-- Camera vision objects (docs/flows/camera_vision.md#objects): columns are
 -- OBJECT_DTYPES and OBJECT_HASH_DTYPES of loom_assets/stages/camera_vision.py plus model_version.
 -- Boxes are in the upright original photo's pixels. Kept 30 days, compressed after 7 (the defaults).
 

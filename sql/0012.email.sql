@@ -1,6 +1,6 @@
 -- depends: 0010.embeddings
--- Email (SPEC §1.6): the fetched messages (whole RFC 822 bytes, or Loom v2's extracted fields),
--- the parsed messages with a full-text index, and their embeddings. SPEC §1.6 DB: email is
+-- Email (docs/flows/email.md): the fetched messages (whole RFC 822 bytes, or Loom v2's extracted fields),
+-- the parsed messages with a full-text index, and their embeddings. docs/flows/email.md#retention: email is
 -- kept 365 days and compressed after 30.
 
 SELECT loom_create_raw_table('email_raw', $cols$

@@ -1,8 +1,8 @@
 -- depends: 0010.embeddings
--- Calendar flow (SPEC §1.7): fetched event occurrences, the enriched events, their embeddings,
+-- Calendar flow (docs/flows/calendar.md): fetched event occurrences, the enriched events, their embeddings,
 -- and the forward-geocoding cache the events stage looks locations up through.
 --
--- Retention: 90 days for all three tables. SPEC §1.7 S4 keeps calendar_events and
+-- Retention: 90 days for all three tables. docs/flows/calendar.md#retention keeps calendar_events and
 -- calendar_embeddings 90 days (chunk 7 days, no compression); the raw table is kept as long as
 -- what it feeds, so every event row can be reprocessed from it (Loom v2's DB kept its raw table
 -- 365 days, but nothing downstream outlives 90). The sync range is 30 days back to 60 ahead, so
@@ -34,9 +34,9 @@ SELECT loom_create_raw_table('calendar_raw', $cols$
     content_hash     text
 $cols$, retention => interval '90 days', compress_after => interval '30 days', chunk_interval => interval '7 days');
 
--- calendar/events. The time dimension is start_time (SPEC §1.7 S4); recorded_at is the same
--- instant (the envelope's timestamp), kept because every Loom table has it. window_start (the
--- Kafka arrival window) stays the slice key the IO manager deletes and rewrites.
+-- calendar/events. The time dimension is start_time (docs/flows/calendar.md#retention); recorded_at
+-- is the same instant (the envelope's timestamp), kept because every Loom table has it.
+-- window_start (the Kafka arrival window) stays the slice key the IO manager deletes and rewrites.
 SELECT loom_create_timeseries('calendar_events', $cols$
     window_start       timestamptz NOT NULL,
     device_id          text NOT NULL,

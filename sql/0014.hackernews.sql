@@ -1,8 +1,8 @@
 -- depends: 0010.embeddings
--- Hacker News (SPEC §1.8): the fetched favorites and submissions, the items with their linked
--- articles and top comments (full-text index), and their embeddings. SPEC §1.8 DB: kept 180
--- days, compressed after 7 (embeddings after 30, as every embedding table: vectors hardly
--- compress, and their HNSW index serves uncompressed chunks).
+-- Hacker News (docs/flows/hackernews.md): the fetched favorites and submissions, the items with their linked
+-- articles and top comments (full-text index), and their embeddings.
+-- docs/flows/hackernews.md#retention: kept 180 days, compressed after 7 (embeddings after 30, as
+-- every embedding table: vectors hardly compress, and their HNSW index serves uncompressed chunks).
 
 SELECT loom_create_raw_table('hackernews_raw', $cols$
     item_id          bigint NOT NULL,

@@ -32,7 +32,8 @@ from loom_assets.run_logs import RUN_LOG_CONFIG
 
 @dataclass(frozen=True)
 class Fetched:
-    """One message for a raw topic: `data` goes inside the nested envelope (SPEC §2.3)."""
+    """One message for a raw topic: `data` goes inside the nested envelope
+    (docs/messages.md#fetcher-envelopes)."""
 
     key: str  # Kafka key: the item's stable id, so one item always lands on one partition
     device_id: str  # the fetcher's "device": e.g. email-fetcher-account-1
@@ -121,7 +122,7 @@ def fetcher(source: str, topic: str, accounts: Callable[[], Sequence[Any]], fetc
     """A `<source>_fetch` job (one op) and its schedule, running when accounts are configured."""
 
     @op(name=f"fetch_{source}", description=description,
-        retry_policy=RetryPolicy(max_retries=3, delay=300))  # SPEC §1.6–1.8 fetchers: 3 / 300 s
+        retry_policy=RetryPolicy(max_retries=3, delay=300))  # docs/architecture.md#fetchers: 3 / 300 s
     def fetch_op(context: OpExecutionContext, kafka: KafkaResource, warehouse: Warehouse) -> None:
         configured = list(accounts())
         if not configured:

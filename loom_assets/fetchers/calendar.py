@@ -1,5 +1,6 @@
-"""Calendar fetcher (SPEC §1.7): ICS URLs and CalDAV accounts → one message per occurrence on
-`external.calendar.events.raw`, in Loom v2's nested envelope (SPEC §2.3).
+"""Calendar fetcher (docs/flows/calendar.md#fetcher): ICS URLs and CalDAV accounts → one message per
+occurrence on `external.calendar.events.raw`, in Loom v2's nested envelope
+(docs/messages.md#fetcher-envelopes).
 
 Accounts use Loom v2's variable names, i = 1 … LOOM_CALENDAR_MAX_ACCOUNTS (10):
 `LOOM_ICAL_URL_i` (webcal:// is fetched as https://) takes precedence over `LOOM_CALDAV_URL_i`,
@@ -36,8 +37,8 @@ from loom_assets.settings import settings
 SOURCE = "calendar"
 TOPIC = "external.calendar.events.raw"
 USER_AGENT = "loom-calendar-fetcher/1.0"
-HTTP_TIMEOUT_S = (10, 30)  # connect, read: SPEC §1.7 calendar_fetcher timeout 30 s
-# SPEC §1.7 [CODE]: an event without DTEND lasts an hour (RFC 5545 would make it instantaneous).
+HTTP_TIMEOUT_S = (10, 30)  # connect, read (docs/flows/calendar.md#fetcher)
+# docs/flows/calendar.md#fetcher: an event without DTEND lasts an hour (RFC 5545 would make it instantaneous).
 DEFAULT_DURATION = timedelta(hours=1)
 # Properties whose breakage makes an event impossible to place in time.
 TIME_PROPERTIES = {"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"}
@@ -161,11 +162,11 @@ def occurrences(calendar: icalendar.Calendar, start: datetime, end: datetime, *,
                 context: Mapping[str, Any]) -> list[Occurrence]:
     """Every occurrence of the calendar's events overlapping [start, end), one per recurrence.
 
-    Normalised as SPEC §1.7 says: no DTEND (nor DURATION) → start + 1 h; a date-only DTSTART is
-    an all-day event from midnight UTC (RFC 5545: one day when it has no end); floating times
-    are UTC. An event series whose time properties cannot be read becomes one `broken`
-    occurrence carrying its iCalendar text, so it lands as an error row instead of vanishing.
-    `context` (calendar id and name, account) goes into every message.
+    Normalised as docs/flows/calendar.md#fetcher says: no DTEND (nor DURATION) → start + 1 h; a
+    date-only DTSTART is an all-day event from midnight UTC (RFC 5545: one day when it has no end);
+    floating times are UTC. An event series whose time properties cannot be read becomes one
+    `broken` occurrence carrying its iCalendar text, so it lands as an error row instead of
+    vanishing. `context` (calendar id and name, account) goes into every message.
     """
     timezones = list(calendar.walk("VTIMEZONE"))
     series: dict[str, list[icalendar.Event]] = {}
@@ -208,7 +209,7 @@ def _series_occurrences(uid: str, events: list[icalendar.Event], timezones: list
 
 
 def _with_end(event: icalendar.Event) -> icalendar.Event:
-    """A timed event without DTEND or DURATION gets DURATION 1 h (SPEC §1.7)."""
+    """A timed event without DTEND or DURATION gets DURATION 1 h (docs/flows/calendar.md#fetcher)."""
     if "DTEND" in event or "DURATION" in event or not isinstance(event["DTSTART"].dt, datetime):
         return event
     event = icalendar.Event.from_ical(event.to_ical())  # a copy: the caller's calendar stays as read
@@ -296,7 +297,7 @@ def _text(value) -> str | None:
 
 def _as_utc(value: date | datetime) -> datetime:
     if not isinstance(value, datetime):
-        return datetime.combine(value, time(), UTC)  # SPEC §1.7: date-only → midnight UTC
+        return datetime.combine(value, time(), UTC)  # docs/flows/calendar.md#fetcher: date-only → midnight UTC
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -379,7 +380,7 @@ def fetch(account: CalendarAccount, cursor: dict[str, Any], now: datetime) -> Fe
 
 
 def fetch_cron(minutes: int) -> str:
-    """LOOM_CALENDAR_FETCH_INTERVAL_MINUTES (SPEC §1.7: 30) as a cron schedule."""
+    """LOOM_CALENDAR_FETCH_INTERVAL_MINUTES (docs/flows/calendar.md#fetcher: 30) as a cron schedule."""
     if 0 < minutes < 60 and 60 % minutes == 0:
         return f"*/{minutes} * * * *"
     if minutes % 60 == 0 and 24 % (minutes // 60) == 0:

@@ -1,11 +1,11 @@
-"""The email fetcher (SPEC §1.6 S1): IMAP over TLS, INBOX and Sent, messages up to 30 days old,
+"""The email fetcher (docs/flows/email.md#fetcher): IMAP over TLS, INBOX and Sent, messages up to 30 days old,
 incremental by UIDVALIDITY + last UID per folder, published whole (RFC 822 bytes, base64) to
 `external.email.events.raw` in the nested Loom v2 envelope.
 
-Accounts come from Loom v2's numbered variables (SPEC §1.6), i = 1..LOOM_EMAIL_MAX_ACCOUNTS (10):
-LOOM_EMAIL_ADDRESS_i, _PASSWORD_i, _IMAP_SERVER_i (imap.gmail.com), _IMAP_PORT_i (993),
-_NAME_i (the address), _DISABLED_i, and LOOM_EMAIL_CA_FILE_i: a PEM file of the certificate
-authorities to trust instead of the system's (a server with a private or self-signed
+Accounts come from Loom v2's numbered variables (docs/flows/email.md#fetcher), i =
+1..LOOM_EMAIL_MAX_ACCOUNTS (10): LOOM_EMAIL_ADDRESS_i, _PASSWORD_i, _IMAP_SERVER_i (imap.gmail.com),
+_IMAP_PORT_i (993), _NAME_i (the address), _DISABLED_i, and LOOM_EMAIL_CA_FILE_i: a PEM file of the
+certificate authorities to trust instead of the system's (a server with a private or self-signed
 certificate). TLS is always on and the certificate and host name always checked.
 
 The cursor per account: {"folders": {folder: {"uidvalidity", "last_uid"}}, "published":
@@ -33,11 +33,12 @@ from loom_assets.fetchers.base import Fetched, FetchResult, content_hash
 from loom_assets.stages.email import attachment_metadata, bare_id
 
 TOPIC = "external.email.events.raw"
-MAX_AGE = timedelta(days=30)           # SPEC §1.6 S1 max_age_days
-FETCH_INTERVAL_MINUTES = 15            # SPEC §1.6 S1 fetch_interval_minutes
-MAX_ACCOUNTS = 10                      # SPEC §1.6 LOOM_EMAIL_MAX_ACCOUNTS
-# Messages per account and run (LOOM_EMAIL_MAX_FETCH_PER_ACCOUNT, SPEC §1.6's name): a first
-# sync of a busy mailbox spreads over a few runs instead of holding it all in memory.
+MAX_AGE = timedelta(days=30)           # docs/flows/email.md#fetcher: 30 days
+FETCH_INTERVAL_MINUTES = 15            # docs/flows/email.md#fetcher: every 15 minutes
+MAX_ACCOUNTS = 10                      # docs/flows/email.md#fetcher: LOOM_EMAIL_MAX_ACCOUNTS
+# Messages per account and run (LOOM_EMAIL_MAX_FETCH_PER_ACCOUNT, Loom v2's name;
+# docs/flows/email.md#fetcher): a first sync of a busy mailbox spreads over a few runs instead of
+# holding it all in memory.
 MAX_PER_RUN = 500
 # A message is published whole up to this size; above it the attachments' contents are emptied
 # (their metadata kept), since base64 (x4/3) plus the envelope must stay under the raw landing's

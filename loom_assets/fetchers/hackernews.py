@@ -1,4 +1,4 @@
-"""Hacker News fetcher (SPEC §1.8): a user's favorites and submissions, published to
+"""Hacker News fetcher (docs/flows/hackernews.md#fetcher): a user's favorites and submissions, published to
 `external.hackernews.activity.raw`; and the HTTP clients the items stage uses (the HN API for
 top comments, linked pages read politely).
 
@@ -79,7 +79,8 @@ def session(retry: Retry | None = RETRY) -> requests.Session:
 # -- the HN API and site ---------------------------------------------------------------------
 class HackerNewsClient:
     """The official API (`item/<id>.json`, `user/<id>.json`) and the favorites pages, with a
-    polite pause between requests (SPEC §1.8: 0.5 s) and retries of transient answers."""
+    polite pause between requests (docs/flows/hackernews.md#fetcher: 0.5 s) and retries of transient
+    answers."""
 
     def __init__(self, api_url: str, site_url: str, pause_s: float, retry: Retry = RETRY):
         self.api_url, self.site_url = api_url.rstrip("/"), site_url.rstrip("/")

@@ -20,7 +20,7 @@ FLOW = Flow(
     name="audio",
     topics=("device.audio.raw",),
     description="Audio chunks recorded by each device (base64 WAV or PCM; bytes in the blob store).",
-    alert_error_rate=0.05,  # SPEC §1.1 voice_activity_detection
+    alert_error_rate=0.05,  # docs/flows/audio.md#retries-and-alerts
 )
 VAD_RULES = audio.RULES
 ENVIRONMENT_RULES = speech.EnvironmentRules()
@@ -35,7 +35,7 @@ raw = FLOW.raw
 @FLOW.stage(
     logic_version="1",
     rules_version=f"{VAD_VERSION}-rules{VAD_RULES.version}",
-    retry=RetryPolicy(max_retries=3, delay=1),  # SPEC §1.1 voice_activity_detection: 3 retries, 1 s
+    retry=RetryPolicy(max_retries=3, delay=1),  # docs/flows/audio.md#retries-and-alerts: 3 retries, 1 s
     ordered=True,
 )
 def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
@@ -67,7 +67,7 @@ def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse:
 @FLOW.stage(
     logic_version="1",
     rules_version=STT_VERSION,
-    retry=RetryPolicy(max_retries=2, delay=5),  # SPEC §1.1 speech_to_text: 2 retries, 5 s
+    retry=RetryPolicy(max_retries=2, delay=5),  # docs/flows/audio.md#retries-and-alerts: 2 retries, 5 s
 )
 def transcripts(voice_segments: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """The words of each voice segment with their times and confidences (the bundled Whisper
@@ -81,7 +81,7 @@ def transcripts(voice_segments: pd.DataFrame, blobs: BlobStore, models: Models) 
 @FLOW.stage(
     logic_version="1",
     rules_version=f"yamnet-rules{ENVIRONMENT_RULES.version}",
-    retry=RetryPolicy(max_retries=1, delay=2),  # SPEC §1.1 environment_classification: 1 retry, 2 s
+    retry=RetryPolicy(max_retries=1, delay=2),  # docs/flows/audio.md#retries-and-alerts: 1 retry, 2 s
 )
 def environment(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """Indoor, outdoor, vehicle, crowd or quiet for every 10 s of a device's audio (YAMNet's
@@ -101,7 +101,7 @@ def environment(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataF
 @FLOW.stage(
     logic_version="1",
     rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC text_embedding: 2 retries, 10 s
+    retry=RetryPolicy(max_retries=2, delay=10),  # docs/architecture.md#text-embeddings: 2 retries, 10 s
 )
 def embeddings(transcripts: pd.DataFrame, models: Models) -> pd.DataFrame:
     """Each transcript's text with its vector (all-MiniLM-L6-v2 by default, 384 dims), so

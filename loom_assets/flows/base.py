@@ -65,8 +65,8 @@ RAW_LOGIC_VERSION = "1"
 # A raw backfill lands at most this many windows per run, so a run holds a few windows' records
 # in memory, never a month's.
 RAW_WINDOWS_PER_RUN = 4
-# SPEC §1: every flow's database_writer retries 5 times with a 2 s backoff. Only transient faults
-# (broker, database) fail a run; record faults become error rows.
+# docs/architecture.md#retries-and-alerts: every flow's raw landing retries 5 times with a 2 s
+# backoff. Only transient faults (broker, database) fail a run; record faults become error rows.
 RAW_RETRY = RetryPolicy(max_retries=5, delay=2, backoff=Backoff.EXPONENTIAL)
 
 
@@ -77,7 +77,8 @@ class Flow:
     name: str
     topics: tuple[str, ...]
     description: str
-    # SPEC §1 alert_on_error_rate of the flow's first stage; the asset check holds errors under it.
+    # docs/architecture.md#retries-and-alerts: the alert error rate of the flow's first stage; the
+    # asset check holds errors under it.
     alert_error_rate: float = 0.05
     stages: list[AssetsDefinition] = field(default_factory=list)
     # Whether a stage carries state across windows (set by `stage`): windows then run in order.
@@ -133,7 +134,7 @@ class Flow:
             check_specs=[AssetCheckSpec(
                 "error_rate", asset=self.key("raw"),
                 description=f"Share of records that became errors stays under {self.alert_error_rate:.0%} "
-                            "(SPEC §1 alert_on_error_rate).",
+                            "(docs/architecture.md#retries-and-alerts).",
             )],
             description=(
                 f"Raw landing of {', '.join(f'`{t}`' for t in self.topics)}: the planned offsets of each "

@@ -19,7 +19,7 @@ FLOW = Flow(
     name="calendar",
     topics=(calendar_fetcher.TOPIC,),
     description="Calendar events fetched from ICS URLs and CalDAV by the calendar fetcher.",
-    alert_error_rate=0.1,  # SPEC §1.7 event_enrichment
+    alert_error_rate=0.1,  # docs/flows/calendar.md#retries-and-alerts
 )
 RULES = calendar.CalendarRules(internal_domains=settings().calendar_internal_domains)
 
@@ -28,7 +28,8 @@ FETCH_JOB, FETCH_SCHEDULE = fetcher(
     topic=calendar_fetcher.TOPIC,
     accounts=calendar_fetcher.accounts,
     fetch=calendar_fetcher.fetch,
-    cron=calendar_fetcher.fetch_cron(settings().calendar_fetch_interval_minutes),  # SPEC §1.7: 30 min
+    # docs/flows/calendar.md#fetcher: every 30 minutes
+    cron=calendar_fetcher.fetch_cron(settings().calendar_fetch_interval_minutes),
     description="Fetch calendar events (ICS URLs, CalDAV; 30 days back to 60 ahead, recurring events "
                 "expanded, declined invitations skipped) and publish what changed to "
                 f"`{calendar_fetcher.TOPIC}`.",
@@ -40,7 +41,7 @@ raw = FLOW.raw
 @FLOW.stage(
     logic_version="1",
     rules_version=f"{RULES.key}-{GEOCODER}",
-    retry=RetryPolicy(max_retries=2, delay=2),  # SPEC §1.7 event_enrichment: 2 retries, 2 s
+    retry=RetryPolicy(max_retries=2, delay=2),  # docs/flows/calendar.md#retries-and-alerts: 2 retries, 2 s
     pool=GEOCODER_POOL,
 )
 def events(raw: pd.DataFrame, warehouse: Warehouse, geocoder: GeocoderResource) -> pd.DataFrame:
@@ -57,7 +58,7 @@ def events(raw: pd.DataFrame, warehouse: Warehouse, geocoder: GeocoderResource) 
 @FLOW.stage(
     logic_version="1",
     rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC §1.7 text_embedding: 2 retries, 10 s
+    retry=RetryPolicy(max_retries=2, delay=10),  # docs/flows/calendar.md#retries-and-alerts: 2 retries, 10 s
 )
 def embeddings(events: pd.DataFrame, models: Models) -> pd.DataFrame:
     """Each event's title, description, location and attendees as a 384-dimension vector

@@ -15,7 +15,7 @@ FLOW = Flow(
     name="camera_vision",
     topics=("device.image.camera.raw",),
     description="Camera photos of each device (bytes in the blob store).",
-    alert_error_rate=0.1,  # SPEC §1.9 image_preprocessing
+    alert_error_rate=0.1,  # docs/flows/camera_vision.md#retries-and-alerts
 )
 RULES = vision.VisionRules()
 MODELS = model_versions()
@@ -30,7 +30,7 @@ raw = FLOW.raw
 
 
 @FLOW.stage(logic_version="1", rules_version=f"rules{RULES.version}",
-            retry=RetryPolicy(max_retries=2, delay=5))  # SPEC §1.9 image_preprocessing: 2 retries, 5 s
+            retry=RetryPolicy(max_retries=2, delay=5))  # docs/flows/camera_vision.md#retries-and-alerts: 2 retries, 5 s
 def preprocessed(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
     """Each photo upright (EXIF), its size, brightness and blur score (variance of the
     Laplacian; blurred below the stated threshold), or why it did not decode."""
@@ -38,7 +38,7 @@ def preprocessed(raw: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{OBJECT_MODEL}-rules{RULES.version}",
-            retry=RetryPolicy(max_retries=1, delay=10))  # SPEC §1.9 object_detection: 1 retry, 10 s
+            retry=RetryPolicy(max_retries=1, delay=10))  # docs/flows/camera_vision.md#retries-and-alerts: 1 retry, 10 s
 def objects(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """Objects (LOOM_OBJECT_MODEL: COCO MB3-CenterNet by default, or Moondream2): label,
     confidence ≥ 0.5 and box, at most 50 a photo, most confident first."""
@@ -46,7 +46,7 @@ def objects(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{OBJECT_MODEL}-rules{RULES.version}",
-            retry=RetryPolicy(max_retries=2, delay=2),  # SPEC §1.9 object_hashing: 2 retries, 2 s
+            retry=RetryPolicy(max_retries=2, delay=2),  # docs/flows/camera_vision.md#retries-and-alerts: 2 retries, 2 s
             carry=Carry(per=(), lookback=TRACK_LOOKBACK + FLOW.window))
 def object_hashes(raw: pd.DataFrame, objects: pd.DataFrame, faces: pd.DataFrame, state: pd.DataFrame,
                   blobs: BlobStore) -> pd.DataFrame:
@@ -60,14 +60,14 @@ def object_hashes(raw: pd.DataFrame, objects: pd.DataFrame, faces: pd.DataFrame,
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{MODELS['faces']}-rules{RULES.version}",
-            retry=RetryPolicy(max_retries=2, delay=5))  # SPEC §1.9 face_detection: 2 retries, 5 s
+            retry=RetryPolicy(max_retries=2, delay=5))  # docs/flows/camera_vision.md#retries-and-alerts: 2 retries, 5 s
 def faces(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """Faces (MediaPipe, confidence ≥ 0.5, also on tiles for small faces): box and keypoints."""
     return vision.face_rows(blobs.attach(raw, "image_data_uri", "image_data"), models.vision().faces, RULES)
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{MODELS['face_mesh']}-rules{RULES.version}",
-            retry=RetryPolicy(max_retries=1, delay=5))  # SPEC §1.9 gaze_detection: 1 retry, 5 s
+            retry=RetryPolicy(max_retries=1, delay=5))  # docs/flows/camera_vision.md#retries-and-alerts: 1 retry, 5 s
 def gaze(raw: pd.DataFrame, faces: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """Per face: iris centres, a 3-D gaze direction (head pose by solvePnP, eyes by the iris
     offset), yaw and pitch, and whether the person looks at the camera."""
@@ -75,14 +75,14 @@ def gaze(raw: pd.DataFrame, faces: pd.DataFrame, blobs: BlobStore, models: Model
 
 
 @FLOW.stage(logic_version="1", rules_version=f"{MODELS['pose']}-rules{RULES.version}",
-            retry=RetryPolicy(max_retries=1, delay=5))  # SPEC §1.9 pose_detection: 1 retry, 5 s
+            retry=RetryPolicy(max_retries=1, delay=5))  # docs/flows/camera_vision.md#retries-and-alerts: 1 retry, 5 s
 def poses(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
     """Body pose (MediaPipe Pose): 33 landmarks in pixels and in metres, with visibility."""
     return vision.pose_rows(blobs.attach(raw, "image_data_uri", "image_data"), models.vision().pose, RULES)
 
 
 @FLOW.stage(logic_version="1", rules_version=f"orb-rules{RULES.version}",
-            retry=RetryPolicy(max_retries=0, delay=0),  # SPEC §1.9 slam_processor: no retries
+            retry=RetryPolicy(max_retries=0, delay=0),  # docs/flows/camera_vision.md#retries-and-alerts: no retries
             carry=Carry(per=(), lookback=SLAM_LOOKBACK + FLOW.window))
 def slam(raw: pd.DataFrame, state: pd.DataFrame, blobs: BlobStore) -> pd.DataFrame:
     """Monocular visual odometry per camera: ORB features, essential matrix, the pose chained

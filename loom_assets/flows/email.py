@@ -16,7 +16,7 @@ FLOW = Flow(
     name="email",
     topics=(email_fetcher.TOPIC,),
     description="Email messages fetched over IMAP (INBOX and Sent) by the email fetcher.",
-    alert_error_rate=0.1,  # SPEC §1.6 email_parser
+    alert_error_rate=0.1,  # docs/flows/email.md#retries-and-alerts
 )
 
 FETCH_JOB, FETCH_SCHEDULE = fetcher(
@@ -32,7 +32,7 @@ raw = FLOW.raw
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{email.RULES_VERSION}",
-    retry=RetryPolicy(max_retries=2, delay=5),  # SPEC §1.6 email_parser: 2 retries, 5 s
+    retry=RetryPolicy(max_retries=2, delay=5),  # docs/flows/email.md#retries-and-alerts: 2 retries, 5 s
 )
 def messages(raw: pd.DataFrame) -> StageOutput:
     """Each message parsed: Message-ID, thread (Gmail's thread id, else the References root),
@@ -47,7 +47,7 @@ def messages(raw: pd.DataFrame) -> StageOutput:
 @FLOW.stage(
     logic_version=f"1-text{email.RULES_VERSION}",  # the embedded text is the stage's logic too
     rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC §1.6 text_embedding: 2 retries, 10 s
+    retry=RetryPolicy(max_retries=2, delay=10),  # docs/flows/email.md#retries-and-alerts: 2 retries, 10 s
 )
 def embeddings(messages: pd.DataFrame, models: Models) -> pd.DataFrame:
     """Each message's vector (all-MiniLM-L6-v2 by default, 384 dimensions) of "From: …",

@@ -16,7 +16,7 @@ FLOW = Flow(
     name="hackernews",
     topics=(fetcher_hn.TOPIC,),
     description="A Hacker News user's favorites and submissions, fetched by the HN fetcher.",
-    alert_error_rate=0.2,  # SPEC §1.8 content_fetcher
+    alert_error_rate=0.2,  # docs/flows/hackernews.md#retries-and-alerts
 )
 RULES = hn.HackerNewsRules()
 # Stages that read pages off the open web share one concurrency pool, so a backfill of many
@@ -25,7 +25,7 @@ WEB_POOL = "web"
 
 FETCH_JOB, FETCH_SCHEDULE = fetcher(
     fetcher_hn.SOURCE, fetcher_hn.TOPIC, fetcher_hn.accounts, fetcher_hn.fetch,
-    cron="0 */6 * * *",  # SPEC §1.8 scrape_interval_hours: 6
+    cron="0 */6 * * *",  # docs/flows/hackernews.md#fetcher: every 6 hours
     description="Publish new Hacker News favorites and submissions of each LOOM_HACKERNEWS_USERNAME "
                 "(at most 100 item requests a run) to external.hackernews.activity.raw.",
 )
@@ -36,7 +36,7 @@ raw = FLOW.raw
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}",
-    retry=RetryPolicy(max_retries=2, delay=60),  # SPEC §1.8 content_fetcher: 2 retries, 60 s
+    retry=RetryPolicy(max_retries=2, delay=60),  # docs/flows/hackernews.md#retries-and-alerts: 2 retries, 60 s
     pool=WEB_POOL,
 )
 def items(raw: pd.DataFrame) -> StageOutput:
@@ -55,7 +55,7 @@ def items(raw: pd.DataFrame) -> StageOutput:
 @FLOW.stage(
     logic_version="1",
     rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC §1.8 text_embedding: 2 retries, 10 s
+    retry=RetryPolicy(max_retries=2, delay=10),  # docs/flows/hackernews.md#retries-and-alerts: 2 retries, 10 s
 )
 def embeddings(items: pd.DataFrame, models: Models) -> pd.DataFrame:
     """Each item's title, article summary (a text post's own text) and top comments with their

@@ -14,7 +14,7 @@ FLOW = Flow(
     name="location",
     topics=("device.sensor.gps.raw",),
     description="GPS fixes of each device.",
-    alert_error_rate=0.05,  # SPEC §1.2 georegion_detection
+    alert_error_rate=0.05,  # docs/flows/location.md#retries-and-alerts
 )
 RULES = location.LocationRules()
 GEOCODING_RULES = geocoding.GeocodingRules()
@@ -32,7 +32,7 @@ raw = FLOW.raw
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}",
-    retry=RetryPolicy(max_retries=2, delay=1),  # SPEC §1.2 georegion_detection: 2 retries, 1 s
+    retry=RetryPolicy(max_retries=2, delay=1),  # docs/flows/location.md#retries-and-alerts: 2 retries, 1 s
     carry=Carry(per=("device_id", "region_id"), lookback=RULES.max_lookback),
 )
 def georegions(raw: pd.DataFrame, state: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
@@ -46,7 +46,7 @@ def georegions(raw: pd.DataFrame, state: pd.DataFrame, warehouse: Warehouse) -> 
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{GEOCODING_RULES.version}-{GEOCODER}",
-    retry=RetryPolicy(max_retries=3, delay=60),  # SPEC §1.2 geocoding: 3 retries, 60 s
+    retry=RetryPolicy(max_retries=3, delay=60),  # docs/flows/location.md#retries-and-alerts: 3 retries, 60 s
     carry=Carry(per=("device_id",)),
     pool=GEOCODER_POOL,
 )
@@ -61,7 +61,7 @@ def geocoded(raw: pd.DataFrame, state: pd.DataFrame, warehouse: Warehouse, geoco
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}-{GEOCODER}-{BUSINESSES}",
-    retry=RetryPolicy(max_retries=2, delay=30),  # SPEC §1.2 business_identification: 2 retries, 30 s
+    retry=RetryPolicy(max_retries=2, delay=30),  # docs/flows/location.md#retries-and-alerts: 2 retries, 30 s
     carry=Carry(per=("device_id",), lookback=RULES.max_lookback + RULES.max_stay),
     pool=GEOCODER_POOL,
 )

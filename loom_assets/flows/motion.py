@@ -12,7 +12,7 @@ FLOW = Flow(
     name="motion",
     topics=("device.sensor.accelerometer.raw",),
     description="Accelerometer samples of each device (m/s², gravity included, 10–100 Hz).",
-    alert_error_rate=0.05,  # SPEC §1.4 data_aggregation
+    alert_error_rate=0.05,  # docs/flows/motion.md#retries-and-alerts
 )
 RULES = motion.MotionRules()
 ACTIVITY_RULES = activity.ActivityRules()
@@ -25,7 +25,7 @@ raw = FLOW.raw
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}-features{activity.FEATURES_VERSION}",
-    retry=RetryPolicy(max_retries=1, delay=1),  # SPEC §1.4 data_aggregation: 1 retry, 1 s
+    retry=RetryPolicy(max_retries=1, delay=1),  # docs/flows/motion.md#retries-and-alerts: 1 retry, 1 s
     ordered=True,  # windows straddling the boundary take the previous window's raw tail
     columns={"raw": motion.SAMPLE_COLUMNS},
 )
@@ -41,7 +41,7 @@ def windows(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Wareho
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}",
-    retry=RetryPolicy(max_retries=1, delay=1),  # SPEC §1.4 significant_motion_detection
+    retry=RetryPolicy(max_retries=1, delay=1),  # docs/flows/motion.md#retries-and-alerts
     carry=Carry(per=("device_id",)),
     columns={"raw": motion.SAMPLE_COLUMNS},
 )
@@ -60,7 +60,7 @@ def significant_motion(context: AssetExecutionContext, raw: pd.DataFrame, state:
 @FLOW.stage(
     logic_version="1",
     rules_version=f"{activity_model_version()}-rules{ACTIVITY_RULES.version}",
-    retry=RetryPolicy(max_retries=2, delay=2),  # SPEC §1.4 activity_classification: 2 retries, 2 s
+    retry=RetryPolicy(max_retries=2, delay=2),  # docs/flows/motion.md#retries-and-alerts: 2 retries, 2 s
     uses=(AssetKey(["location", "raw"]),),
 )
 def activities(windows: pd.DataFrame, warehouse: Warehouse, models: Models) -> pd.DataFrame:

@@ -14,7 +14,7 @@ FLOW = Flow(
     name="network_events",
     topics=("device.network.wifi.raw",),
     description="Wi-Fi networks seen and joined by each device.",
-    alert_error_rate=0.01,  # SPEC §1.11: the writer's alert rate is the only one given
+    alert_error_rate=0.01,  # the only rate Loom v2 gave: docs/flows/network_events.md#retries-and-alerts
 )
 # Your own networks (comma-separated SSIDs) beat every pattern.
 RULES = network_events.NetworkRules(home_ssids=settings().network_home_ssids,
@@ -24,7 +24,8 @@ RULES_VERSION = f"rules{RULES.version}" + (
     "-" + hashlib.sha1(repr((sorted(RULES.home_ssids), sorted(RULES.work_ssids))).encode()).hexdigest()[:6]
     if RULES.home_ssids or RULES.work_ssids else ""
 )
-# A fix this close in time stands for where the device was (GPS every 30 s on mobile, SPEC §5.6).
+# A fix this close in time stands for where the device was (GPS every 30 s on mobile,
+# docs/messages.md#sampling-rates).
 FIX_TOLERANCE = pd.Timedelta(minutes=5)
 
 raw = FLOW.raw

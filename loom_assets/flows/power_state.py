@@ -11,10 +11,10 @@ from loom_assets.stages import power_state
 
 FLOW = Flow(
     name="power_state",
-    # Both names are on the wire (SPEC §1.10, §7.1).
+    # Both names are on the wire (docs/flows/power_state.md#kafka-topics).
     topics=("device.sensor.power.raw", "device.state.power.raw"),
     description="Battery level, charging state and power source of each device.",
-    alert_error_rate=0.05,  # SPEC §1.10 power_enrichment
+    alert_error_rate=0.05,  # docs/flows/power_state.md#retries-and-alerts
 )
 RULES = power_state.PowerRules()
 # Patterns look back over this much enriched history (hour-of-day shares need several days).
@@ -26,7 +26,7 @@ raw = FLOW.raw
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}",
-    retry=RetryPolicy(max_retries=2, delay=1),  # SPEC §1.10: 2 retries, 1 s backoff
+    retry=RetryPolicy(max_retries=2, delay=1),  # docs/flows/power_state.md#retries-and-alerts: 2 retries, 1 s backoff
     carry=Carry(per=("device_id",)),
 )
 def enriched(raw: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
@@ -41,7 +41,7 @@ ENRICHED_VERSION = enriched.code_versions_by_key[enriched.key]
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}",
-    retry=RetryPolicy(max_retries=1, delay=2),  # SPEC §1.10 pattern_detection: 1 retry, 2 s
+    retry=RetryPolicy(max_retries=1, delay=2),  # docs/flows/power_state.md#retries-and-alerts: 1 retry, 2 s
     uses=(AssetKey(["location", "raw"]),),
 )
 def patterns(context: AssetExecutionContext, enriched: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:

@@ -17,7 +17,7 @@ FLOW = Flow(
     # Screenshots, and screen captures (screenshots or recordings) from the unified route.
     topics=("device.image.screenshot.raw", "device.video.screen.raw"),
     description="Screenshots and screen recordings of each device (bytes in the blob store).",
-    alert_error_rate=0.1,  # SPEC §1.5 image_preprocessing
+    alert_error_rate=0.1,  # docs/flows/screenshot_ocr.md#retries-and-alerts
 )
 RULES = ocr.OcrRules(languages=settings().ocr_languages)
 
@@ -27,7 +27,7 @@ raw = FLOW.raw
 @FLOW.stage(
     logic_version="1",
     rules_version=f"tesseract-{RULES.languages}-rules{RULES.version}",
-    retry=RetryPolicy(max_retries=1, delay=10),  # SPEC §1.5 text_extraction: 1 retry, 10 s
+    retry=RetryPolicy(max_retries=1, delay=10),  # docs/flows/screenshot_ocr.md#retries-and-alerts: 1 retry, 10 s
     carry=Carry(per=("device_id",)),
 )
 def text(raw: pd.DataFrame, state: pd.DataFrame, blobs: BlobStore) -> StageOutput:
@@ -44,7 +44,7 @@ def text(raw: pd.DataFrame, state: pd.DataFrame, blobs: BlobStore) -> StageOutpu
 @FLOW.stage(
     logic_version="1",
     rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # SPEC text_embedding: 2 retries, 10 s
+    retry=RetryPolicy(max_retries=2, delay=10),  # docs/architecture.md#text-embeddings: 2 retries, 10 s
 )
 def embeddings(text: pd.DataFrame, models: Models) -> pd.DataFrame:
     """Each OCR'd screenshot's text with its vector (all-MiniLM-L6-v2 by default, 384 dims) and

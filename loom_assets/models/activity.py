@@ -61,13 +61,14 @@ class ActivityModelError(RuntimeError):
 class TrainingConfig:
     """Everything that shapes the trained weights besides the seed and the held-out people."""
 
-    # 5 s windows (SPEC §1.4: 250 samples at 50 Hz) with a 2.5 s stride: overlapping windows
-    # double the examples without adding people; windows never cross an activity change.
+    # 5 s windows (docs/flows/motion.md#windows: 250 samples at 50 Hz) with a 2.5 s stride:
+    # overlapping windows double the examples without adding people; windows never cross an activity
+    # change.
     window_samples: int = 250
     stride_samples: int = 125
     # Each training window is also seen as if sampled at 10 Hz and resampled back to 50 Hz
-    # (SPEC §5.6: phones default to a 100 ms accelerometer interval), so the model does not
-    # lean on energy above 5 Hz that such phones never record.
+    # (docs/messages.md#sampling-rates: phones default to a 100 ms accelerometer interval), so the
+    # model does not lean on energy above 5 Hz that such phones never record.
     augment_rates_hz: tuple[int, ...] = (10,)
     hidden: tuple[int, ...] = (64, 64)
     dropout: float = 0.1

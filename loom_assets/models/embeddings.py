@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-# A hub name would otherwise retry the network for about a minute before failing (DESIGN §4).
+# A hub name would otherwise retry the network for about a minute before failing
+# (docs/architecture.md#text-embeddings).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DIMENSIONS = 384  # the embedding tables' vector size (sql/0010)
-BATCH_SIZE = 32  # SPEC §1.6–1.8 text_embedding
+BATCH_SIZE = 32  # docs/architecture.md#text-embeddings
 
 
 class EmbeddingModelError(RuntimeError):

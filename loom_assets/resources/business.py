@@ -1,4 +1,4 @@
-"""Business identification: which businesses are near a point (SPEC §1.2 S3, providers
+"""Business identification: which businesses are near a point (docs/flows/location.md#places, providers
 foursquare and google_places, match_radius_meters 100).
 
 One resource, `BusinessProviderResource`, in front of the Foursquare Places API v3 and the Google
@@ -33,7 +33,7 @@ GOOGLE_FIELD_MASK = (
 # Google's searchNearby accepts 1-20 results; Foursquare's search 1-50.
 MAX_RESULTS = {"foursquare": 50, "google_places": 20}
 # A Retry-After longer than this is not waited out inside a run: the run fails and its
-# RetryPolicy (SPEC §1.2 business_identification retry 2/30) comes back later.
+# RetryPolicy (docs/flows/location.md#retries-and-alerts: 2 retries, 30 s) comes back later.
 MAX_RETRY_AFTER_S = 60.0
 
 
@@ -81,9 +81,9 @@ class Business:
 
 def confidence(distance_m: float | None, radius_m: float) -> float:
     """1 at the point, 0 at the search radius (and for an unknown distance), linear between;
-    rounded to 3 decimals. The georegion detector's formula (SPEC §5.1) applied to the
-    match_radius_meters circle, so SPEC §1.2 S3's confidence_threshold 0.7 keeps businesses
-    within 30 % of the radius (30 m at 100 m)."""
+    rounded to 3 decimals. The georegion detector's formula (docs/flows/location.md#georegions) applied to the
+    match_radius_meters circle, so the 0.7 confidence threshold (docs/flows/location.md#places)
+    keeps businesses within 30 % of the radius (30 m at 100 m)."""
     if distance_m is None or radius_m <= 0:
         return 0.0
     return round(min(1.0, max(0.0, 1.0 - distance_m / radius_m)), 3)
@@ -102,7 +102,7 @@ class BusinessProviderResource(ConfigurableResource):
     provider: str | None = None        # "none" | "foursquare" | "google_places"
     api_key: str | None = None
     base_url: str | None = None        # None/empty: the provider's public endpoint
-    radius_m: float = 100.0            # SPEC §1.2 S3 match_radius_meters
+    radius_m: float = 100.0            # docs/flows/location.md#places: 100 m
     timeout_s: float = 10.0
     max_results: int = 10
     max_retries: int = 3

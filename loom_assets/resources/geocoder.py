@@ -1,4 +1,4 @@
-"""Reverse geocoding (SPEC §1.2 S2) and its cache (SPEC §1.2 `cached_geocoding`).
+"""Reverse geocoding (docs/flows/location.md#geocoded) and its cache (docs/flows/location.md#geocode-cache).
 
 Two geocoders with one interface (`reverse`, `reverse_many`, `provider`, `provider_version`):
 
@@ -38,7 +38,7 @@ NOMINATIM_PROVIDER = "nominatim"
 
 class GeocoderUnavailable(RuntimeError):
     """The geocoding service did not answer after every retry: transient, so the run's
-    RetryPolicy tries the window again (SPEC §1.2 S2 retry 3/60)."""
+    RetryPolicy tries the window again (docs/flows/location.md#retries-and-alerts: 3 retries, 60 s)."""
 
 
 class GeocoderRejected(RuntimeError):
@@ -242,9 +242,9 @@ def nominatim_address(raw: dict, timezone: str | None, provider_version: str) ->
 
 
 class NominatimGeocoder:
-    """Nominatim through geopy, at most one request per `min_delay_s` per process (SPEC §1.2 S2:
-    rate_limit_per_second 1, the public server's usage policy), each failure retried after
-    `error_wait_s` up to `max_retries` times.
+    """Nominatim through geopy, at most one request per `min_delay_s` per process
+    (docs/flows/location.md#geocoded: rate_limit_per_second 1, the public server's usage policy),
+    each failure retried after `error_wait_s` up to `max_retries` times.
 
     provider_version is the server's domain: a reverse answer carries only a licence string, and
     the server's `/status` data date changes every minute on the public server, so neither can
@@ -333,8 +333,8 @@ class GeocoderResource(ConfigurableResource):
     user_agent: str = "loom-geocoder/0.1"
     language: str = "en"
     timeout_s: float = 10.0
-    min_delay_s: float = 1.0               # SPEC §1.2 S2 rate_limit_per_second 1
-    max_retries: int = 3                   # SPEC §1.2 geocoding retry 3
+    min_delay_s: float = 1.0               # docs/flows/location.md#geocoded: 1 request/s
+    max_retries: int = 3                   # docs/flows/location.md#geocoded: 3 retries
     error_wait_s: float = 5.0              # geopy's default wait after an error
 
     @property

@@ -223,7 +223,8 @@ class PostgresLandingTypeHandler(DbTypeHandler[Landing]):
 
 
 class _LoomDbIOManager(DbIOManager):
-    """Tables are named `<flow>_<stage>` after the asset key `[flow, stage]` (DESIGN §2)."""
+    """Tables are named `<flow>_<stage>` after the asset key `[flow, stage]`
+    (docs/architecture.md#folder-layout)."""
 
     def _get_table_slice(self, context, output_context) -> TableSlice:
         table_slice = super()._get_table_slice(context, output_context)

@@ -1,4 +1,4 @@
-"""Activity: what the person is doing in each 5 s accelerometer window (SPEC §1.4, §5.6).
+"""Activity: what the person is doing in each 5 s accelerometer window (docs/flows/motion.md).
 
 `feature_vector` turns one window of accelerometer samples into the classifier's input;
 `activities` is stage `activity_classification`: the classifier's still/walking/stairs combined
@@ -18,7 +18,7 @@ from loom_assets.stages.frames import float_or_nan, typed_frame, utc, with_colum
 from loom_assets.stages.location import haversine_m
 
 # Windows are resampled to 50 Hz before features are taken: HAPT (the training data) is 50 Hz and
-# SPEC §1.4 sizes a 5 s window at 250 samples = 50 Hz.
+# docs/flows/motion.md#windows sizes a 5 s window at 250 samples = 50 Hz.
 FEATURE_RATE_HZ = 50
 # Bump when feature_vector changes: stored windows then need recomputing, and the model retraining.
 FEATURES_VERSION = "1"
@@ -28,7 +28,7 @@ _SIGNALS = ("mag", "vert", "horiz")
 # Percentiles of each signal: robust shape of the distribution (a fall or a bump moves the tails).
 _PERCENTILES = (5, 25, 50, 75, 95)
 # Spectral bands (Hz) of each signal's dynamic part. Walking steps are at 1.5-2.5 Hz, running at
-# 2.5-3.5 Hz (SPEC §5.6 step counter: 0.5-3 Hz band), stride (left+right) at half that; vehicles
+# 2.5-3.5 Hz (docs/flows/motion.md#steps: 0.5-3 Hz band), stride (left+right) at half that; vehicles
 # and engines add energy above 6 Hz; below 0.3 Hz is posture drift, left out.
 _BANDS = ((0.3, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 2.5), (2.5, 3.0), (3.0, 4.0), (4.0, 6.0),
           (6.0, 10.0), (10.0, 25.0))
@@ -196,26 +196,28 @@ class ActivityRules:
     """
 
     version: str = "1"
-    # SPEC §1.4 S3: confidence_threshold 0.7; a final confidence below it is "unknown".
+    # docs/flows/motion.md#activities: confidence_threshold 0.7; a final confidence below it is "unknown".
     min_confidence: float = 0.7
     # GPS speed of a window: the median reported (Doppler) speed of fixes within 15 s of the
-    # window (GPS every 10 s, SPEC §1.2, so one or two fixes); reported speeds < 0 mean "none".
+    # window (GPS every 10 s, docs/messages.md#sampling-rates, so one or two fixes); reported speeds
+    # < 0 mean "none".
     reported_speed_margin: pd.Timedelta = pd.Timedelta(seconds=15)
     # Without reported speeds: haversine distance / time between the first and last fix within
-    # 30 s of the window (mobile GPS default is every 30 s, SPEC §5.6, so a window is bracketed),
-    # over at least 10 s so that position noise is divided by a useful time.
+    # 30 s of the window (mobile GPS default is every 30 s, docs/messages.md#sampling-rates, so a
+    # window is bracketed), over at least 10 s so that position noise is divided by a useful time.
     derived_speed_margin: pd.Timedelta = pd.Timedelta(seconds=30)
     min_derived_interval: pd.Timedelta = pd.Timedelta(seconds=10)
     # Fixes with a reported accuracy worse than 25 m are ignored: between two such fixes 10-65 s
     # apart, position error alone fakes up to sqrt(2)*25/10 ≈ 3.5 m/s. Fixes with no accuracy are kept
     # (many clients leave it out).
     max_fix_accuracy_m: float = 25.0
-    # SPEC §5.6 step counter: 0.8-2.5 steps/s is walking; under 0.8 is no more than shuffling.
+    # docs/flows/motion.md#steps: 0.8-2.5 steps/s is walking; under 0.8 is no more than shuffling.
     stepping_cadence_hz: float = 0.8
-    # SPEC §5.6 step counter: > 2.5 steps/s is running (brisk walking reaches ~2.2).
+    # docs/flows/motion.md#steps: > 2.5 steps/s is running (brisk walking reaches ~2.2).
     running_cadence_hz: float = 2.5
     # Jogging starts at ~2.5 m/s (9 km/h; a brisk walk tops out near 2 m/s); above 6 m/s
-    # (21.6 km/h, a sprint) steps at that speed are pedal strokes (SPEC §5.6: > 5 m/s with steps).
+    # (21.6 km/h, a sprint) steps at that speed are pedal strokes
+    # (docs/flows/motion.md#activities: > 5 m/s with steps).
     min_running_speed_mps: float = 2.5
     max_running_speed_mps: float = 6.0
     # Nobody on foot covers 3 m/s without steps; below it GPS jitter and slow walking blur.
@@ -225,15 +227,17 @@ class ActivityRules:
     cycling_min_motion_std: float = 1.0
     # Everyday cycling stays under 8 m/s (29 km/h); faster is a vehicle whatever the motion says.
     vehicle_speed_mps: float = 8.0
-    # SPEC §5.6: > 5 m/s without steps is a vehicle (0.9); slower (3-5 m/s, traffic) is less sure.
+    # docs/flows/motion.md#activities: > 5 m/s without steps is a vehicle (0.9); slower (3-5 m/s,
+    # traffic) is less sure.
     fast_vehicle_speed_mps: float = 5.0
-    # Confidences of the rule outcomes (SPEC §5.6: vehicle 0.9, cycling 0.7, running 0.8); all at
-    # or above min_confidence, since the rules are only reached on clear evidence.
+    # Confidences of the rule outcomes (docs/flows/motion.md#activities: vehicle 0.9, cycling 0.7,
+    # running 0.8); all at or above min_confidence, since the rules are only reached on clear
+    # evidence.
     vehicle_confidence: float = 0.9
     slow_vehicle_confidence: float = 0.7
     cycling_confidence: float = 0.7
     running_confidence: float = 0.8
-    # A window without window_end is SPEC §1.4's 5 s.
+    # A window without window_end lasts 5 s (docs/flows/motion.md#windows).
     default_window: pd.Timedelta = pd.Timedelta(seconds=5)
 
 

@@ -1,4 +1,5 @@
-"""App lifecycle: app categories and foreground sessions (SPEC §1.3 stage `event_enrichment`, §5.2).
+"""App lifecycle: app categories and foreground sessions
+(docs/flows/app_lifecycle.md#foreground-sessions, docs/flows/app_lifecycle.md#categories).
 
 Every raw launch/foreground/background/terminate/crash event becomes one enriched row carrying
 the app's category and the foreground session it opens, continues or closes.

@@ -1,9 +1,10 @@
-"""Audio: decoding device chunks and voice-activity segments (SPEC §1.1 S1, §3, §3.1; DESIGN §4).
+"""Audio: decoding device chunks and voice-activity segments (docs/flows/audio.md#voice_segments,
+docs/flows/audio.md#message-fields, docs/messages.md#binary-payloads; docs/architecture.md#components).
 
 `voice_segments` is stage `voice_activity_detection`: per device, the window's audio chunks are
 decoded to 16 kHz mono, joined into continuous streams, run through Silero VAD frame by frame and
 cut into speech segments, each with its own 16 kHz PCM audio (what speech-to-text and the
-environment classifier read, SPEC "Speech-to-text reads the VAD's speech segments").
+environment classifier read, docs/flows/audio.md#stages: speech-to-text reads the VAD's speech segments).
 
 A stream, and a segment in it, can go on across chunks and windows: what the next window needs
 (the open segment's audio, the model's recurrent state, the last partial frame, the state machine)
@@ -40,20 +41,23 @@ class VadRules:
     """Every number of voice activity detection, with its reason. Bump `version` when one changes."""
 
     version: str = "1"
-    # SPEC §1.1 S1: silero-vad at 16000 Hz, threshold 0.5: a frame with p >= 0.5 is speech.
+    # docs/flows/audio.md#voice_segments: silero-vad at 16000 Hz, threshold 0.5: a frame with p >=
+    # 0.5 is speech.
     threshold: float = 0.5
     # Once in speech, only p < 0.35 counts as silence (Silero's own hysteresis, threshold - 0.15),
     # so a word whose probability wobbles around 0.5 is not cut into pieces.
     neg_threshold: float = 0.35
-    # SPEC §1.1 S1: min_speech_duration_ms 250. A shorter blip (a click, a cough) is no segment.
-    # Counted on the segment's speech frames, before padding (rounded up to 8 frames = 256 ms).
+    # docs/flows/audio.md#voice_segments: min_speech_duration_ms 250. A shorter blip (a click, a
+    # cough) is no segment. Counted on the segment's speech frames, before padding (rounded up to 8
+    # frames = 256 ms).
     min_speech_ms: int = 250
-    # SPEC §1.1 S1: max_speech_duration_s 15. Longer speech is cut into pieces of at most 15 s,
-    # padding included, each emitted as soon as it is complete (SPEC §1.1 S2: the STT model takes
-    # at most 30 s). Silero's look-back for a pause never fires with these numbers (a pause long
-    # enough to look for already ends the segment), so a cut is a plain cut at a frame edge.
+    # docs/flows/audio.md#voice_segments: max_speech_duration_s 15. Longer speech is cut into pieces
+    # of at most 15 s, padding included, each emitted as soon as it is complete
+    # (docs/flows/audio.md#transcripts: the STT model takes at most 30 s). Silero's look-back for a
+    # pause never fires with these numbers (a pause long enough to look for already ends the
+    # segment), so a cut is a plain cut at a frame edge.
     max_segment_seconds: float = 15.0
-    # A segment ends after 100 ms of silence (rounded up to 4 frames = 128 ms): SPEC §1.1's
+    # A segment ends after 100 ms of silence (rounded up to 4 frames = 128 ms): Loom v2's
     # onnx-vad (what ran last) and Silero's default. Longer and a segment runs on across the
     # pauses between sentences and soon meets the 15 s cut; shorter and it splits words at
     # their stop consonants.
@@ -70,7 +74,7 @@ class VadRules:
     # gap starts a new stream and ends any open segment; a chunk starting more than 50 ms before
     # the end of audio already taken is an `overlapping_audio` error row.
     contiguity_ms: int = 50
-    # SPEC §3 device/audio/raw/v1: sample_rate 8000-48000 Hz.
+    # docs/flows/audio.md#message-fields: sample_rate 8000-48000 Hz.
     min_input_rate: int = 8000
     max_input_rate: int = 48000
 
@@ -134,13 +138,14 @@ def decode_chunk(
 ) -> tuple[np.ndarray, int]:
     """A chunk's base64 text -> (float32 mono samples at 16 kHz in [-1, 1], its own sample rate).
 
-    - Bytes starting with a RIFF/WAVE header are a WAV file whatever `format` says (SPEC §3.1:
+    - Bytes starting with a RIFF/WAVE header are a WAV file whatever `format` says (docs/messages.md#binary-payloads:
       mobile chunks are whole WAV files): PCM 8/16/24/32-bit integer or 32/64-bit float, plain or
       WAVE_FORMAT_EXTENSIBLE. The header's rate and channels win over the row's. A data chunk
       claiming more bytes than are there (a streaming writer's placeholder, a cut-off file) is
       read as far as it goes.
     - `format` pcm / pcm_s16le / s16le / raw: headerless 16-bit little-endian PCM at the row's
-      `sample_rate` and `channels` (`channels` None means 1, the wire default of SPEC §3).
+      `sample_rate` and `channels` (`channels` None means 1, the wire default of
+      docs/messages.md#payload-fields).
     - `format` wav (or None, the wire default) without a RIFF header is read as raw s16le too, as
       the old silero service did; unless the bytes are another container (mp3, ogg, ...).
     Channels are averaged; rates other than 16 kHz go through `scipy.signal.resample_poly`.
@@ -271,7 +276,7 @@ def _raw_s16le(raw: bytes, sample_rate: int | None, channels: int | None) -> tup
     if rate is None:
         raise AudioDecodeError("invalid_audio", "raw PCM without a sample_rate")
     count = _int_or_none(channels)
-    count = 1 if count is None else count  # SPEC §3: channels=1 on the wire
+    count = 1 if count is None else count  # docs/messages.md#payload-fields: channels=1 on the wire
     if count < 1:
         raise AudioDecodeError("invalid_audio", f"raw PCM with {count} channels")
     if len(raw) % (2 * count):
@@ -348,8 +353,9 @@ class VoiceActivityModel(Protocol):
 class SileroVad:
     """Silero VAD (the ONNX model inside the silero-vad wheel) run with onnxruntime on the CPU.
 
-    One InferenceSession, one thread (DESIGN §4: ~5x faster than the JIT model; a window runs
-    per device, one frame after the other, so more threads would only wait). Load it once.
+    One InferenceSession, one thread (docs/architecture.md#models-inside-packages: ~5x faster than
+    the JIT model; a window runs per device, one frame after the other, so more threads would only
+    wait). Load it once.
     """
 
     frame_samples = 512    # 32 ms at 16 kHz: Silero's window

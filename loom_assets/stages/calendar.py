@@ -1,7 +1,8 @@
-"""Calendar events (SPEC §1.7 event_enrichment): the newest version of each occurrence of a window,
+"""Calendar events (docs/flows/calendar.md#events): the newest version of each occurrence of a window,
 with who is in it and what kind of meeting it is, when it is, how it recurs, and where it is.
 
-SPEC §5.3 names the labels (meeting_type 1:1 | team | external, duration_category short | medium
+Loom v2 named the labels (docs/flows/calendar.md#events: meeting_type 1:1 | team | external,
+duration_category short | medium
 | long, time_of_day morning | afternoon | evening) but no rules: `CalendarRules` states them.
 """
 
@@ -39,7 +40,7 @@ class CalendarRules:
     # outside the owner's mail domain (or `internal_domains`) → "external"; else one person →
     # "1:1", two or more → "team". Without the owner's address the organizer's domain is "ours".
     internal_domains: frozenset[str] = frozenset()
-    # An event without an end lasts an hour (SPEC §1.7 [CODE]).
+    # An event without an end lasts an hour (docs/flows/calendar.md#fetcher).
     default_duration_minutes: float = 60.0
     # Locations that are a video call, not a place: never geocoded.
     online_markers: tuple[str, ...] = (
@@ -311,8 +312,8 @@ def with_places(events: pd.DataFrame, finder: PlaceFinder, cache: PlaceCacheLike
 
 
 def embedding_text(events: pd.DataFrame) -> pd.Series:
-    """What is embedded per event (SPEC §1.7 S3: title, description, location, attendees).
-    Cancelled and declined events are not embedded (nothing to find them for)."""
+    """What is embedded per event (docs/flows/calendar.md#embeddings: title, description, location,
+    attendees). Cancelled and declined events are not embedded (nothing to find them for)."""
     def text(row: dict[str, Any]) -> str:
         if row["status"] in ("cancelled", "declined"):
             return ""

@@ -1,10 +1,10 @@
 """Camera vision: photos -> preprocessed frames, objects and their hashes, faces, poses, gaze and
-visual odometry (SPEC §1.9, DESIGN §4).
+visual odometry (docs/flows/camera_vision.md, docs/architecture.md#components).
 
 One function per table, each reading the raw camera rows of one window (`RAW_COLUMNS`: the image
 bytes, or their base64 text, plus `format`, `width`, `height`, `camera_type`):
 
-| stage (table `camera_vision_<stage>`) | function            | SPEC §1.9 stage        |
+| stage (table `camera_vision_<stage>`) | function            | Loom v2 stage          |
 |---------------------------------------|---------------------|------------------------|
 | preprocessed                          | `preprocessed_rows` | 1 image_preprocessing  |
 | objects                               | `object_rows`       | 2 object_detection     |
@@ -15,8 +15,8 @@ bytes, or their base64 text, plus `format`, `width`, `height`, `camera_type`):
 | slam                                  | `slam_rows`         | 7 slam_processor       |
 
 Each stage decodes the photo itself (`decode_image` + `preprocess`: 15-45 ms for 1080p, ~0.1 s
-for 12 MP on a 2-core machine, at SPEC's 1-2 photos a minute), so each table is one asset reading the raw rows, plus
-the objects (object hashes) or the faces (gaze: SPEC's S6 reads the detected faces, and its
+for 12 MP on a 2-core machine, at 1-2 photos a minute), so each table is one asset reading the raw rows, plus
+the objects (object hashes) or the faces (gaze: the gaze stage reads the detected faces, and its
 face_index is theirs). An image that does not decode is one `preprocessed` row carrying
 `error_type`/`error_message`; the other stages skip it. Pixel coordinates in every table are in
 the upright (EXIF-rotated) original image; models run on the frame resized to <= 2048 px.
@@ -48,7 +48,7 @@ class VisionRules:
 
     version: str = "1"
 
-    # -- decoding and preprocessing (SPEC §1.9 S1: auto_orient, resize_max 2048, detect_blur) --
+    # -- decoding and preprocessing (docs/flows/camera_vision.md#preprocessed) --
     # 100 MP: above every phone's default output (108 MP sensors; 200 MP ones bin to 12/50 MP by
     # default) and ~300 MB of RGB; a larger header is a decompression bomb, not a photo.
     max_pixels: int = 100_000_000
@@ -63,20 +63,21 @@ class VisionRules:
     blur_width: int = 512
     blur_threshold: float = 100.0
 
-    # -- objects (SPEC §1.9 S2/S3) --
-    object_min_confidence: float = 0.5   # S2 confidence_threshold
-    max_objects: int = 50                # S2 max_objects
-    # S3 similarity_threshold 0.85 = 1 - Hamming/64 of a 64-bit pHash (<= 9 differing bits).
-    # SPEC's hash_size 256 would be a 256-bit hash; 64 bits fit a BIGINT column and are the
-    # standard pHash (DCT of a 32x32 luma crop, 8x8 lowest frequencies against their median).
+    # -- objects (docs/flows/camera_vision.md#objects) --
+    object_min_confidence: float = 0.5   # docs/flows/camera_vision.md#objects
+    max_objects: int = 50                # docs/flows/camera_vision.md#objects
+    # docs/flows/camera_vision.md#object_hashes: similarity 0.85 = 1 - Hamming/64 of a 64-bit pHash
+    # (<= 9 differing bits). Loom v2's hash_size 256 would be a 256-bit hash; 64 bits fit a BIGINT
+    # column and are the standard pHash (DCT of a 32x32 luma crop, 8x8 lowest frequencies against
+    # their median).
     object_hash_similarity: float = 0.85
     # An object continues a track of the same label seen on the same camera in the last 10 min
-    # (SPEC's track_across_frames names no horizon; at 1-2 photos/min that is 10-20 photos).
+    # (Loom v2's track_across_frames names no horizon; at 1-2 photos/min that is 10-20 photos).
     track_memory_seconds: float = 600.0
 
-    # -- faces, pose, gaze (SPEC §1.9 S4-S6) --
-    face_min_confidence: float = 0.5     # mediapipe's own default and SPEC's other thresholds
-    face_min_size_px: float = 50.0       # S4 min_face_size, in original-image pixels
+    # -- faces, pose, gaze (docs/flows/camera_vision.md#faces) --
+    face_min_confidence: float = 0.5     # mediapipe's own default and the other thresholds
+    face_min_size_px: float = 50.0       # docs/flows/camera_vision.md#faces, in original-image pixels
     # BlazeFace sees its input at 128 px (short range) or 192 px (full range): on a whole
     # 2048 x 1536 frame the full-range model found (measured here, the astronaut pasted at random
     # places into a 2048 x 1536 coffee photo) every face of >= 186 px, 4/6 of 130 px, none
@@ -97,15 +98,16 @@ class VisionRules:
     # shifted by a fraction f of the half-opening turned by asin(f * 15 / 12).
     eyeball_radius_mm: float = 12.0
     eye_half_width_mm: float = 15.0
-    # S4 anonymize_option: blur. Face boxes are blurred in any crop or preview that is stored;
-    # sigma is a quarter of the box's longer side, enough to remove identity at any face size.
+    # Loom v2's anonymize_option, blur (docs/flows/camera_vision.md#object_hashes). Face boxes are
+    # blurred in any crop or preview that is stored; sigma is a quarter of the box's longer side,
+    # enough to remove identity at any face size.
     blur_stored_faces: bool = True
     face_blur_sigma_fraction: float = 0.25
     # Object crops are kept as thumbnails (what a track looked like), not at full resolution.
     crop_max_side: int = 256
     crop_jpeg_quality: int = 85
 
-    # -- visual odometry (SPEC §1.9 S7: monocular) --
+    # -- visual odometry (docs/flows/camera_vision.md#slam: monocular) --
     vo_max_side: int = 1024              # VO runs on <= 1024 px: ORB keypoints and parallax in these px
     orb_features: int = 2000
     lowe_ratio: float = 0.75             # Lowe 2004
@@ -970,7 +972,7 @@ def pose_rows(raw: pd.DataFrame, estimator: PoseModel, rules: VisionRules) -> pd
 def gaze_rows(raw: pd.DataFrame, faces: pd.DataFrame, face_mesh: FaceMeshModel, rules: VisionRules) -> pd.DataFrame:
     """Gaze per face of `faces` (this window's `face_rows`; `GAZE_DTYPES`, same face_index):
     iris centres, gaze vector and angles, head pose, eye contact. The face mesh runs on a crop
-    around each face box (SPEC §1.9 S6 reads the detected faces)."""
+    around each face box (docs/flows/camera_vision.md#gaze reads the detected faces)."""
     faces = with_columns(faces, FACE_DTYPES)
     if faces.empty:
         return typed_frame([], GAZE_DTYPES)

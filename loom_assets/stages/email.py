@@ -1,9 +1,9 @@
-"""Email: raw messages -> parsed messages (SPEC §1.6 S2 email_parser) and the text they are
+"""Email: raw messages -> parsed messages (docs/flows/email.md#messages) and the text they are
 searched by (S3 text_embedding).
 
 A raw row holds either a whole RFC 822 message (Loom's email fetcher: `raw_message`, the exact
-bytes) or the fields Loom v2's email fetcher extracted (SPEC §2.3: subject, sender, receiver,
-body, …, no raw bytes); `email_messages` turns both into one row shape.
+bytes) or the fields Loom v2's email fetcher extracted (docs/messages.md#fetcher-envelopes: subject,
+sender, receiver, body, …, no raw bytes); `email_messages` turns both into one row shape.
 
 What counts as broken (an error row, the original kept) rather than merely messy (decoded,
 flagged in `charset_issues`), from what the stdlib `email` package reports:
@@ -49,7 +49,7 @@ from loom_assets.stages.frames import typed_frame, utc, with_columns
 
 RULES_VERSION = "1"  # bump when parsing, quote splitting or the embedded text changes
 
-# SPEC §1.6 S3 embeds "From", "Subject" and the body; all-MiniLM-L6-v2 reads 256 word pieces
+# docs/flows/email.md#embeddings embeds "From", "Subject" and the body; all-MiniLM-L6-v2 reads 256 word pieces
 # (~1000-1500 characters of English), so 2000 characters is all it can use, with margin.
 EMBEDDING_TEXT_CHARS = 2000
 # Header values kept in `headers` are cut here: a few headers (DKIM, ARC) run to kilobytes and
@@ -60,7 +60,7 @@ RAW_COLUMNS = (
     "window_start", "device_id", "recorded_at", "source_topic", "source_partition", "source_offset",
     "message_id", "raw_message", "account", "account_name", "folder", "uid", "flags", "size",
     "gmail_thread_id", "attachments",
-    # Loom v2's email fetcher (SPEC §2.3)
+    # Loom v2's email fetcher (docs/messages.md#fetcher-envelopes)
     "email_id", "content_hash", "header_message_id", "subject", "sender", "receiver", "body", "seen",
 )
 
@@ -459,8 +459,9 @@ def message_row(raw: bytes, record: dict) -> dict[str, Any]:
 
 
 def loom_v2_row(record: dict) -> dict[str, Any]:
-    """The parsed columns of a Loom v2 email-fetcher record (SPEC §2.3): no raw message, its
-    fields are taken as they are (Loom v2 fetched INBOX only and kept text/plain bodies)."""
+    """The parsed columns of a Loom v2 email-fetcher record (docs/messages.md#fetcher-envelopes): no
+    raw message, its fields are taken as they are (Loom v2 fetched INBOX only and kept text/plain
+    bodies)."""
     name, address = parseaddr(clean_text(_value(record, "sender") or ""))
     new_text, quoted = split_quoted(clean_text(_value(record, "body") or ""))
     message_id = (bare_id(_value(record, "header_message_id")) or _value(record, "email_id")
@@ -551,7 +552,7 @@ def embedding_items(messages: pd.DataFrame) -> pd.DataFrame:
 
 
 def embedding_text(messages: pd.DataFrame) -> pd.Series:
-    """SPEC §1.6 text-embedder: "From: <sender>", "Subject: <subject>", then the body, newline-
+    """docs/flows/email.md#embeddings: "From: <sender>", "Subject: <subject>", then the body, newline-
     joined (the new text only: quoted replies belong to the messages they quote), at most
     EMBEDDING_TEXT_CHARS characters."""
     def one(row) -> str:

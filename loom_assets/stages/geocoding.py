@@ -1,7 +1,7 @@
-"""Geocoding: the address of where each device went (SPEC §1.2 stage `geocoding`).
+"""Geocoding: the address of where each device went (docs/flows/location.md#geocoded).
 
 The old consumer geocoded every fix not already covered by its cache, and skipped a fix within
-100 m of *any* cached point (SPEC §1.2 [CODE]); here the skip is measured from the device's own
+100 m of *any* cached point (docs/flows/location.md#geocoded); here the skip is measured from the device's own
 last geocoded fix, carried across windows, so a device returning to a cached place still gets
 its address (from the cache, with no lookup). The geocoder and the cache are passed in.
 """
@@ -24,17 +24,18 @@ class GeocodingRules:
     """Every number of the geocoding stage, with its reason. Bump `version` when one changes."""
 
     version: str = "1"
-    # SPEC §1.2 S2 precision_meters 50 and the old consumer's cache_radius_meters=50: an address
-    # looked up within 50 m is reused. 50 m is about half a city block, so the street is right.
+    # docs/flows/location.md#geocoded precision_meters 50 and the old consumer's
+    # cache_radius_meters=50: an address looked up within 50 m is reused. 50 m is about half a city
+    # block, so the street is right.
     cache_radius_m: float = 50.0
-    # SPEC §1.2 [CODE] min_distance_meters=100: no new address while the device stays within
+    # docs/flows/location.md#geocoded min_distance_meters=100: no new address while the device stays within
     # 100 m of its last geocoded fix (GPS comes every 10 s; a stay would otherwise cost a lookup
     # per fix at the public server's 1 request/s).
     min_distance_m: float = 100.0
     # A fix whose accuracy radius (m, 68 %) is worse than this is not geocoded: beyond 100 m
     # the phone used Wi-Fi/cell positioning, which cannot tell a 100 m move (above) from its
     # own jitter nor which block it is on. Same bound as LocationRules. A fix without accuracy
-    # (the field is optional, SPEC §3) is geocoded.
+    # (the field is optional, docs/messages.md#payload-fields) is geocoded.
     max_fix_accuracy_m: float = 100.0
 
 

@@ -1,5 +1,6 @@
 """Hacker News items: each favorite or submission with its linked article's text and its top
-comments (SPEC §1.8 content_fetcher), and the text its embedding is made of (S3).
+comments (docs/flows/hackernews.md#items), and the text its embedding is made of
+(docs/flows/hackernews.md#embeddings).
 
 The network is passed in: `fetch_article(url) -> Article` (robots.txt, size cap and timeout are
 the fetcher's job) and `fetch_comments(item_id, kids, limit) -> [comment items]` (the API's
@@ -33,10 +34,11 @@ class HackerNewsRules:
     """Every number of the items stage, with its reason. Bump `version` when one changes."""
 
     version: str = "1"
-    # SPEC §1.8 S1 fetch_comments: true, with no count: the first five replies in the site's
-    # ranking are what a reader sees first, and enough for the embedding (256 word pieces).
+    # docs/flows/hackernews.md#fetcher fetch_comments: true, with no count: the first five replies
+    # in the site's ranking are what a reader sees first, and enough for the embedding (256 word
+    # pieces).
     top_comments: int = 5
-    # SPEC §1.8 S2 max_content_size_mb: 10 and timeout_seconds: 30 (for the whole download).
+    # docs/flows/hackernews.md#items max_content_size_mb: 10 and timeout_seconds: 30 (for the whole download).
     max_article_bytes: int = 10 * 1024 * 1024
     article_timeout_s: float = 30.0
     # A summary is the page's own description when it has one, else its opening text, cut at a
@@ -244,7 +246,7 @@ def embedding_items(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def embedding_text(items: pd.DataFrame, rules: HackerNewsRules) -> pd.Series:
-    """SPEC §1.8 S3 fields title, content_summary, top_comments: the title, the article's summary
+    """What is embedded (docs/flows/hackernews.md#embeddings): the title, the article's summary
     (a text post's own text), then the top comments, each cut to a few hundred characters."""
     def text(row) -> str:
         row = {k: (None if _missing(v) else v) for k, v in row.items()}

@@ -43,8 +43,9 @@ class DecodedImage:
 
 
 def image_bytes(data: str | bytes | bytearray | memoryview | None) -> bytes:
-    """The bytes of an image payload: base64 text (a `data:` URL prefix allowed, SPEC §3.1), or
-    the bytes themselves (what a stage reads back from the blob store)."""
+    """The bytes of an image payload: base64 text (a `data:` URL prefix allowed,
+    docs/messages.md#binary-payloads), or the bytes themselves (what a stage reads back from the
+    blob store)."""
     if isinstance(data, str):
         text = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
         try:

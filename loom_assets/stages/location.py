@@ -1,15 +1,17 @@
 """Location: georegion enter/exit/dwell events, stays (visits) and the place each visit was at
-(SPEC §1.2, §5.1).
+(docs/flows/location.md).
 
 `region_events` is stage `georegion_detection`: the old detector emitted a row per region on
-every fix and kept no state (SPEC §5.1); here a device's presence in a region is carried across
-windows and only changes (enter, exit) and one dwell per window are emitted. `visits` finds the
-stays of a device (where it stopped, for how long), and `match_visits` names the place of each
-stay: your georegion, else a business, else the geocoded address (stage business_identification
-and the `user_location_history` 30-day counts, SPEC §1.2 S3).
+every fix and kept no state (docs/flows/location.md#georegions); here a device's presence in a
+region is carried across windows and only changes (enter, exit) and one dwell per window are
+emitted. `visits` finds the stays of a device (where it stopped, for how long), and `match_visits`
+names the place of each stay: your georegion, else a business, else the geocoded address (stage
+business_identification and the `user_location_history` 30-day counts,
+docs/flows/location.md#places).
 
-Geometry is plain spherical maths (haversine, R = 6 371 000 m, SPEC §5.1) over the GeoJSON rings
-of `georegions` (no PostGIS). Rings crossing the antimeridian (±180° longitude) are out of scope.
+Geometry is plain spherical maths (haversine, R = 6 371 000 m, docs/flows/location.md#georegions)
+over the GeoJSON rings of `georegions` (no PostGIS). Rings crossing the antimeridian (±180°
+longitude) are out of scope.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ class LocationRules:
 
     version: str = "2"  # 2: a visit extends around its mean, not only its first fix
     # A fix whose accuracy radius (m, 68 %) is worse than this is ignored for regions and stays:
-    # it cannot tell whether the device is inside a 100 m region (SPEC §5.1 seeds are 50-150 m) or
-    # a 100 m stay. Phones report 5-30 m with GPS; > 100 m means Wi-Fi/cell-only positioning
-    # (iOS's kCLLocationAccuracyHundredMeters). A fix without accuracy (optional, SPEC §3) is kept.
+    # it cannot tell whether the device is inside a 100 m region (docs/flows/location.md#georegions
+    # seeds are 50-150 m) or a 100 m stay. Phones report 5-30 m with GPS; > 100 m means
+    # Wi-Fi/cell-only positioning (iOS's kCLLocationAccuracyHundredMeters). A fix without accuracy
+    # (optional, docs/messages.md#payload-fields) is kept.
     max_fix_accuracy_m: float = 100.0
     # Hysteresis: a device inside a region stays inside until a fix is more than this beyond the
     # boundary. Indoor/edge GPS jitter is typically 10-30 m, so an edge fix wandering in and out
@@ -45,12 +48,13 @@ class LocationRules:
     exit_margin_m: float = 25.0
     # A stay: consecutive fixes all within 100 m of the first (Li et al. 2008 stay points).
     # 100 m is the old pipeline's detection radius (LOOM_DETECTION_RADIUS_METERS=100) and the
-    # business match radius (SPEC §1.2 S3), so one stay is one place.
+    # business match radius (docs/flows/location.md#places), so one stay is one place.
     stay_radius_m: float = 100.0
     # ...lasting at least 5 minutes: a red light or a queue (1-3 min) is not a visit, a coffee is.
     min_stay: pd.Timedelta = pd.Timedelta(minutes=5)
-    # Fixes come every 10-30 s (SPEC §7.18); 10 min without one (20-60 missed fixes) may hide a
-    # trip away and back, so the stay is split there (each part is a visit if long enough).
+    # Fixes come every 10-30 s (docs/messages.md#sampling-rates); 10 min without one (20-60 missed
+    # fixes) may hide a trip away and back, so the stay is split there (each part is a visit if long
+    # enough).
     max_stay_gap: pd.Timedelta = pd.Timedelta(minutes=10)
     # A stay longer than a day is cut at 24 h (the visit ends at its last fix within 24 h of
     # arrival, the next fix starts a new one), so an open stay never needs more than a day of
@@ -59,10 +63,10 @@ class LocationRules:
     # How far back the caller reads raw fixes to finish open stays: max_stay, plus one more day
     # so that a device that went silent for up to a day in the middle of a stay still has it.
     max_lookback: pd.Timedelta = pd.Timedelta(hours=48)
-    # SPEC §1.2 S3: business candidates count from confidence 0.7 and within 100 m.
+    # docs/flows/location.md#places: business candidates count from confidence 0.7 and within 100 m.
     business_min_confidence: float = 0.7
     business_max_distance_m: float = 100.0
-    # SPEC §1.2 S3: "30-day visit counts".
+    # docs/flows/location.md#places: "30-day visit counts".
     visit_count_period: pd.Timedelta = pd.Timedelta(days=30)
     # Places nobody named get a geohash cell of 7 characters (about 153 x 153 m at the equator,
     # 153 x 124 m at 36° N): coarse enough that visits to one place (centroids a few tens of
@@ -70,7 +74,7 @@ class LocationRules:
     unknown_geohash_precision: int = 7
 
 
-EARTH_RADIUS_M = 6_371_000.0  # SPEC §5.1
+EARTH_RADIUS_M = 6_371_000.0  # docs/flows/location.md#georegions
 # Points within 1 cm of a polygon edge are "on" it (floating-point noise; GPS is metres at best).
 EDGE_TOLERANCE_M = 0.01
 _M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
@@ -150,8 +154,8 @@ _EVENT_ORDER = {"exit": 0, "enter": 1, "dwell": 2}
 
 # -- geometry ---------------------------------------------------------------------------------------
 def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
-    """Great-circle distance in metres (R = 6 371 000 m, SPEC §5.1); scalars give a float,
-    arrays (broadcast) give an array."""
+    """Great-circle distance in metres (R = 6 371 000 m, docs/flows/location.md#georegions); scalars
+    give a float, arrays (broadcast) give an array."""
     phi1, lam1, phi2, lam2 = (np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
     a = np.sin((phi2 - phi1) / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin((lam2 - lam1) / 2) ** 2
     distance = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
@@ -192,7 +196,8 @@ def edge_distance_m(lat: Any, lon: Any, ring: Iterable) -> Any:
 
 
 def point_in_polygon(lat: Any, lon: Any, ring: Iterable) -> Any:
-    """Whether the point(s) lie inside a GeoJSON ring of [lon, lat] points (SPEC §5.1).
+    """Whether the point(s) lie inside a GeoJSON ring of [lon, lat] points
+    (docs/flows/location.md#georegions).
 
     Ray casting (even-odd rule) with a half-open test on latitude, so a ray through a vertex is
     counted once. A point on an edge or vertex (within EDGE_TOLERANCE_M) counts as INSIDE, like
@@ -232,8 +237,9 @@ def polygon_ring(coordinates: Any) -> tuple[tuple[float, float], ...] | None:
 
 @dataclass(frozen=True)
 class Region:
-    """One row of `georegions` (SPEC §5.1): a circle (centre + radius) or a polygon ring of
-    [lon, lat] points. A polygon keeps its centre (for distance_from_center_m) and radius."""
+    """One row of `georegions` (docs/flows/location.md#georegions): a circle (centre + radius) or a
+    polygon ring of [lon, lat] points. A polygon keeps its centre (for distance_from_center_m) and
+    radius."""
 
     id: int
     name: str
@@ -290,10 +296,10 @@ class Region:
         """How sure the event is, in [0, 1], rounded to 3 decimals.
 
         Inside (enter, dwell): depth inside the boundary / equivalent radius. For a circle that is
-        exactly SPEC §5.1's round(1 - distance/radius, 3); for a polygon the depth is the distance
-        to the nearest edge and the radius that of the circle of equal area, so the same number
-        means the same for both shapes. A dwell fix in the hysteresis band scores 0.
-        Exit: distance beyond the boundary / equivalent radius, the mirror image (at least
+        exactly round(1 - distance/radius, 3) (docs/flows/location.md#georegions); for a polygon the
+        depth is the distance to the nearest edge and the radius that of the circle of equal area,
+        so the same number means the same for both shapes. A dwell fix in the hysteresis band scores
+        0. Exit: distance beyond the boundary / equivalent radius, the mirror image (at least
         exit_margin / radius, as an exit fix is past the margin).
         """
         signed = float(self.boundary_distance_m(lat, lon))
@@ -442,7 +448,7 @@ def _region_row(fix: dict, region: Region, event_type: str, entered_at: pd.Times
         "event_type": event_type,
         "entered_at": entered_at,
         "dwell_time_seconds": dwell,
-        "distance_from_center_m": round(region.distance_m(lat, lon), 2),  # SPEC §5.1: 2 decimals
+        "distance_from_center_m": round(region.distance_m(lat, lon), 2),  # docs/flows/location.md#georegions
         "confidence": region.confidence(lat, lon, event_type),
         "latitude": lat,
         "longitude": lon,
@@ -609,8 +615,9 @@ def match_visits(
     1. georegion: a region containing the visit's centre (boundary included); of several, the
        smallest (a room in a campus is the room), then the lowest id. place_key "region:<id>".
     2. business: of the visit's `businesses` candidates (visit_id, provider, business_id, name,
-       category, distance_m, confidence) with confidence >= 0.7 and distance <= 100 m (SPEC §1.2
-       S3), the most confident, then nearest. place_key "<provider>:<business_id>".
+       category, distance_m, confidence) with confidence >= 0.7 and distance <= 100 m
+       (docs/flows/location.md#places), the most confident, then nearest. place_key
+       "<provider>:<business_id>".
     3. geocoded: the visit's `geocoded` row (visit_id, address, name, city, country, provider)
        with an address (else name, city, country). place_key "address:" + address_key(...).
     4. unknown: place_key "geohash:" + the geohash of the centre (unknown_geohash_precision).

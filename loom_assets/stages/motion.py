@@ -1,8 +1,9 @@
-"""Motion: 5 s accelerometer windows with steps, and significant-motion events (SPEC §1.4, §5.6).
+"""Motion: 5 s accelerometer windows with steps, and significant-motion events (docs/flows/motion.md).
 
-`motion_windows` is stage `data_aggregation` (SPEC §1.4 S1: 5 s windows, 1 s overlap, mean, std,
-magnitude, peak frequency; plus the step counter of §5.6 and the activity model's features);
-`significant_motion` is stage `significant_motion_detection` (§1.4 S2, rules of §5.6).
+`motion_windows` is stage `data_aggregation` (docs/flows/motion.md#windows: 5 s windows, 1 s
+overlap, mean, std, magnitude, peak frequency; plus the step counter (docs/flows/motion.md#steps)
+and the activity model's features); `significant_motion` is stage `significant_motion_detection`
+(docs/flows/motion.md#significant-motion).
 
 Both read one partition's samples plus a `tail` of the device's earlier samples, and both give the
 same rows however the samples are split across partitions: a window or event is a function of the
@@ -33,28 +34,28 @@ class MotionRules:
 
     version: str = "1"
 
-    # -- windows (SPEC §1.4 S1) --
+    # -- windows (docs/flows/motion.md#windows) --
     # window_size_ms 5000, overlap_ms 1000: a window starts every 4 s, on a grid of multiples of
     # 4 s since the epoch, so window boundaries do not depend on where a partition starts. Steps
     # are counted in the middle 4 s of each window (half of each overlap), so they add up.
     window_seconds: float = 5.0
     overlap_seconds: float = 1.0
     # Every window is resampled to 50 Hz by linear interpolation before its spectrum, steps and
-    # features: SPEC §1.4 sizes a window at 250 samples = 50 Hz, the step counter of §5.6 assumes
-    # 50 Hz, and the activity model is trained at 50 Hz.
+    # features: docs/flows/motion.md#windows sizes a window at 250 samples = 50 Hz, the step counter
+    # (docs/flows/motion.md#steps) assumes 50 Hz, and the activity model is trained at 50 Hz.
     resample_hz: float = 50.0
     # Fewer samples than this, or a hole longer than `max_gap_seconds` (window edges included),
     # and a window gets no peak frequency, step count or features (only its plain statistics):
-    # 40 = 5 s at 8 Hz, the mobile default of 10 Hz (SPEC §5.6) with 20 % of samples lost, still
-    # above the 6 Hz needed to see the 3 Hz end of the step band. A 0.5 s hole is one step at
-    # 2 steps/s: longer, and interpolation would draw a straight line over a step.
+    # 40 = 5 s at 8 Hz, the mobile default of 10 Hz (docs/messages.md#sampling-rates) with 20 % of
+    # samples lost, still above the 6 Hz needed to see the 3 Hz end of the step band. A 0.5 s hole
+    # is one step at 2 steps/s: longer, and interpolation would draw a straight line over a step.
     min_samples: int = 40
     max_gap_seconds: float = 0.5
     # The spectrum is zero-padded to 8x the window (0.025 Hz bins instead of 0.2 Hz) and
     # Hann-tapered, so the peak frequency of a steady rhythm is read to a few hundredths of a Hz.
     spectrum_padding: int = 8
 
-    # -- steps (SPEC §5.6 step-counter) --
+    # -- steps (docs/flows/motion.md#steps) --
     # 2nd-order Butterworth band-pass 0.5-3.0 Hz on the magnitude minus its mean: 30-180 steps/min,
     # walking to running cadence. Applied forward and backward (zero phase) so peaks stay in place.
     step_band_hz: tuple[float, float] = (0.5, 3.0)
@@ -64,29 +65,30 @@ class MotionRules:
     step_peak_height: float = 1.5
     step_min_interval_seconds: float = 1.0 / 3.0
 
-    # -- significant motion (SPEC §1.4 S2, §5.6 significant-motion-detector) --
-    # m = |‖a‖ - g|, g the standard gravity (SPEC's code used 9.8).
+    # -- significant motion (docs/flows/motion.md#significant-motion) --
+    # m = |‖a‖ - g|, g the standard gravity (Loom v2's code used 9.8).
     gravity: float = 9.80665
-    # A sample with m >= 2.0 m/s² is a "crossing" (§5.6 threshold; §1.4's 0.1 g ≈ 1 m/s² was the
+    # A sample with m >= 2.0 m/s² is a "crossing" (Loom v2's threshold; its design's 0.1 g ≈ 1 m/s² was the
     # design value, the code's 2.0 is what ran and keeps walking-level jiggle out).
     motion_threshold: float = 2.0
-    # §1.4 S2: min_duration_ms 500 (first to last crossing), debounce_ms 2000 (crossings less than
-    # 2 s apart are one event).
+    # docs/flows/motion.md#significant-motion: min_duration_ms 500 (first to last crossing),
+    # debounce_ms 2000 (crossings less than 2 s apart are one event).
     min_event_seconds: float = 0.5
     debounce_seconds: float = 2.0
     # An event is cut after 30 s so a long walk or drive becomes a series of events that are
-    # emitted as they happen (the activity classifier of §5.6 looks back 120 s and speaks every
+    # emitted as they happen (Loom v2's activity classifier looked back 120 s and spoke every
     # 60 s: it sees at least two events of an ongoing motion).
     max_event_seconds: float = 30.0
-    # Motion and activity type are judged on the event plus 1 s either side: §5.6 judged a 2 s
-    # buffer, which is exactly what an instantaneous event gets. The buffer-relative numbers of
-    # §5.6 are turned into time: its "first/last quarter" is the first/last 0.5 s of the span,
+    # Motion and activity type are judged on the event plus 1 s either side: Loom v2 judged a 2 s
+    # buffer, which is exactly what an instantaneous event gets. Loom v2's buffer-relative numbers
+    # are turned into time: its "first/last quarter" is the first/last 0.5 s of the span,
     # zero crossings are counted per 2 s, "peak + 5 samples" at 100 Hz is 0.05 s after the peak,
     # and "peak < n - 10" is at least 0.1 s of samples after the peak.
     context_seconds: float = 1.0
     quarter_seconds: float = 0.5
     zero_crossing_seconds: float = 2.0
-    # §5.6 motion_type thresholds (m/s², or zero crossings of m - mean(m) per 2 s), first match wins.
+    # docs/flows/motion.md#significant-motion: motion_type thresholds (m/s², or zero crossings of
+    # m - mean(m) per 2 s), first match wins.
     sudden_change: float = 3.0           # |last-quarter mean - first-quarter mean| >
     fall_peak: float = 8.0               # max m >
     fall_after_seconds: float = 0.05     # ... and the mean after peak + this
@@ -100,7 +102,8 @@ class MotionRules:
     running_mean: float = 3.0            # mean >
     vehicle_crossings: float = 5.0       # zc <
     vehicle_mean: tuple[float, float] = (0.5, 2.0)        # open interval
-    # §5.6 activity_type thresholds on the same span (the code's LOOM_ACTIVITY_* defaults).
+    # docs/flows/motion.md#significant-motion: activity_type thresholds on the same span (the code's
+    # LOOM_ACTIVITY_* defaults).
     stationary_mean: float = 0.5
     walking_activity_mean: float = 2.0
     walking_activity_std: float = 0.5
@@ -126,7 +129,7 @@ class MotionRules:
         return self.max_event_seconds + 2 * self.context_seconds
 
 
-# SPEC §5.6 confidences, by label.
+# docs/flows/motion.md#significant-motion: confidences, by label.
 MOTION_CONFIDENCE: dict[str, float] = {
     "sudden_start": 0.8, "sudden_stop": 0.8, "fall": 0.9, "shake": 0.7, "walking": 0.7,
     "running": 0.7, "vehicle": 0.6, "unknown": 0.5,
@@ -148,7 +151,7 @@ WINDOW_DTYPES: dict[str, str] = {
     "mean_x": "float64",
     "mean_y": "float64",
     "mean_z": "float64",
-    "std_x": "float64",             # population std (ddof 0), as numpy and SPEC's code
+    "std_x": "float64",             # population std (ddof 0), as numpy and Loom v2's code
     "std_y": "float64",
     "std_z": "float64",
     "magnitude_mean": "float64",    # of ‖a‖, gravity included
@@ -372,7 +375,7 @@ def _owned_samples(rules: MotionRules) -> tuple[int, int]:
 def count_steps(magnitude_50hz: np.ndarray, rules: MotionRules) -> np.ndarray:
     """Indices of the step peaks in a magnitude signal sampled at `rules.resample_hz`.
 
-    SPEC §5.6: the magnitude minus its mean, band-passed (Butterworth, `step_band_hz`,
+    docs/flows/motion.md#steps: the magnitude minus its mean, band-passed (Butterworth, `step_band_hz`,
     zero phase), then peaks of at least `step_peak_height` at least `step_min_interval_seconds`
     apart. Peaks within a sample of either end of the signal cannot be seen.
     """
@@ -420,11 +423,11 @@ def significant_motion(
     emitted event) keeps crossings of emitted events from starting new ones. The same samples give
     the same events however they are split across partitions.
 
-    Motion and activity type follow SPEC §5.6 (`motion_type`, `activity_type`) on the event's
-    samples with `context_seconds` either side; the other statistics are of m over the event's
-    own samples. As the first and last 0.5 s of that span are context, sudden_start marks the
-    first piece of a strong motion (mean m > 3) that started from rest and went on past the
-    30 s cut, sudden_stop the last piece of one that stopped short.
+    Motion and activity type follow docs/flows/motion.md#significant-motion (`motion_type`,
+    `activity_type`) on the event's samples with `context_seconds` either side; the other statistics
+    are of m over the event's own samples. As the first and last 0.5 s of that span are context,
+    sudden_start marks the first piece of a strong motion (mean m > 3) that started from rest and
+    went on past the 30 s cut, sudden_stop the last piece of one that stopped short.
     """
     ends = _last_ends(last_event_end)
     rows: list[dict] = []
@@ -513,7 +516,7 @@ def _event_row(device_id: str, stream: _Stream, m: np.ndarray, start: int, end: 
 
 
 def _dominant_axis(variance: np.ndarray) -> str:
-    """The axis of largest variance; on a tie SPEC's code says y over x, z over the rest."""
+    """The axis of largest variance; on a tie Loom v2's code says y over x, z over the rest."""
     x, y, z = variance
     return "x" if x > y and x > z else ("y" if y > z else "z")
 
@@ -528,9 +531,10 @@ def zero_crossings(values: np.ndarray) -> int:
 
 
 def motion_type(seconds: np.ndarray, m: np.ndarray, rules: MotionRules) -> tuple[str, float]:
-    """SPEC §5.6 motion type and confidence of m = |‖a‖ - g| sampled at `seconds` (ascending).
+    """Motion type and confidence (docs/flows/motion.md#significant-motion) of m = |‖a‖ - g| sampled
+    at `seconds` (ascending).
 
-    First match wins; the 2 s, 100 Hz buffer numbers of SPEC turned into time (see MotionRules):
+    First match wins; Loom v2's 2 s, 100 Hz buffer numbers turned into time (see MotionRules):
     1. mean of the last 0.5 s - mean of the first 0.5 s > 3 -> sudden_start; the reverse -> sudden_stop
     2. max > 8 and the mean from 0.05 s after the peak (>= 0.1 s of samples) < 1 -> fall
     3. std > 2 and zc > 10 -> shake
@@ -576,9 +580,9 @@ def motion_type(seconds: np.ndarray, m: np.ndarray, rules: MotionRules) -> tuple
 
 
 def activity_type(mean: float, std: float, rules: MotionRules) -> tuple[str, float]:
-    """SPEC §5.6 activity type and confidence from the mean and std of m, first match wins:
-    mean < 0.5 stationary; mean < 2 and std > 0.5 walking; mean < 5 and std > 1 running;
-    mean < 1 and std < 0.5 vehicle; otherwise unknown."""
+    """Activity type and confidence (docs/flows/motion.md#significant-motion) from the mean and std
+    of m, first match wins: mean < 0.5 stationary; mean < 2 and std > 0.5 walking; mean < 5 and
+    std > 1 running; mean < 1 and std < 0.5 vehicle; otherwise unknown."""
     if mean < rules.stationary_mean:
         name = "stationary"
     elif mean < rules.walking_activity_mean and std > rules.walking_activity_std:

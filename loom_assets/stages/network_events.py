@@ -1,7 +1,9 @@
-"""Network events: Wi-Fi categories, bands, signal quality and location correlation (SPEC §1.11, §5.5).
+"""Network events: Wi-Fi categories, bands, signal quality and location correlation
+(docs/flows/network_events.md).
 
 The old system only stored the raw readings; its README named "Enrichment -> Location
-Correlation", which these two stages build. SPEC §5.5 gives no rules, so the ones here are ours.
+Correlation", which these two stages build. Loom v2 gave no rules, so the ones here are ours
+(docs/flows/network_events.md#enriched).
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ class NetworkRules:
     open_security: tuple[str, ...] = ("open", "none", "")
     # Security values meaning a password-protected personal network (WEP, WPA/WPA2/WPA3-Personal).
     private_security_patterns: tuple[str, ...] = (r"wpa", r"wep", r"psk", r"sae", r"personal")
-    # SPEC §5.5: the mobile client skips SSIDs that are empty or "<unknown ssid>" (Android's
-    # placeholder without location permission); we keep the row but cannot categorise it.
+    # docs/flows/network_events.md#enriched: the mobile client skips SSIDs that are empty or
+    # "<unknown ssid>" (Android's placeholder without location permission); we keep the row but
+    # cannot categorise it.
     placeholder_ssids: tuple[str, ...] = ("", "<unknown ssid>")
     # Signal bands in dBm, the usual Wi-Fi rule of thumb; the mobile client sends a constant
-    # -50 (SPEC §5.5), which therefore always reads "excellent".
+    # -50 (docs/flows/network_events.md#enriched), which therefore always reads "excellent".
     excellent_dbm: int = -50
     good_dbm: int = -60
     fair_dbm: int = -70
@@ -90,7 +93,7 @@ ENRICHED_DTYPES: dict[str, str] = {
     "security": "str",
     "connected": "boolean",
     "ip_address": "str",
-    "ssid_valid": "bool",          # False for empty / placeholder SSIDs (SPEC §5.5)
+    "ssid_valid": "bool",          # False for empty / placeholder SSIDs (docs/flows/network_events.md#enriched)
     "network_category": "str",     # home | work | public | hotspot | enterprise | unknown
     "category_reason": "str",      # which rule decided, see network_category()
     "frequency_band": "str",       # 2.4GHz | 5GHz | 6GHz | NaN
@@ -218,7 +221,8 @@ def location_correlated(
 ) -> pd.DataFrame:
     """Each enriched reading with the nearest GPS fix of the same device at most `tolerance` away
     (inclusive); readings without such a fix are left out. 5 min: GPS comes every 10-30 s
-    (SPEC §7.18), so a reading with no fix that close was taken while location was off."""
+    (docs/messages.md#sampling-rates), so a reading with no fix that close was taken while location
+    was off."""
     empty = typed_frame([], CORRELATED_DTYPES)
     if enriched is None or enriched.empty or fixes is None or fixes.empty:
         return empty

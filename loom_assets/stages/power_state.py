@@ -1,4 +1,4 @@
-"""Power state: charge/discharge rates, charging sessions and power patterns (SPEC §1.10, §5.4).
+"""Power state: charge/discharge rates, charging sessions and power patterns (docs/flows/power_state.md).
 
 `enrich` is stage `power_enrichment`; `patterns` is stage `pattern_detection`.
 """
@@ -21,16 +21,17 @@ class PowerRules:
     """Every number of the power flow, with its reason. Bump `version` when one changes."""
 
     version: str = "1"
-    # SPEC §1.10: thresholds low_battery 20, critical_battery 10 (%). A level AT the threshold
-    # counts (20 % is low, 10 % is critical), as phones warn at exactly 20 % and 10 %.
+    # docs/flows/power_state.md#battery-state: thresholds low_battery 20, critical_battery 10 (%). A
+    # level AT the threshold counts (20 % is low, 10 % is critical), as phones warn at exactly 20 %
+    # and 10 %.
     low_battery_pct: float = 20.0
     critical_battery_pct: float = 10.0
-    # Battery levels come as whole percents, so two readings 10 s apart (SPEC §1.10 rate) differ by
-    # 0 or 1 %, i.e. 0 or 360 %/h. A segment's first rate is taken over at least 10 minutes
-    # (10 steps at a 60 %/h charge); after that it is an exponential moving average of the
-    # reading-to-reading rates with a 30-minute time constant, which keeps the ripple of
-    # whole-percent steps at a typical 8 %/h drain to about ±15 % while following a change of
-    # charge rate (e.g. the trickle above 80 %) within half an hour.
+    # Battery levels come as whole percents, so two readings 10 s apart
+    # (docs/flows/power_state.md#rates-and-sessions) differ by 0 or 1 %, i.e. 0 or 360 %/h. A
+    # segment's first rate is taken over at least 10 minutes (10 steps at a 60 %/h charge); after
+    # that it is an exponential moving average of the reading-to-reading rates with a 30-minute time
+    # constant, which keeps the ripple of whole-percent steps at a typical 8 %/h drain to about ±15
+    # % while following a change of charge rate (e.g. the trickle above 80 %) within half an hour.
     min_rate_interval: pd.Timedelta = pd.Timedelta(minutes=10)
     rate_smoothing: pd.Timedelta = pd.Timedelta(minutes=30)
     # Readings further apart than this are not one continuous observation (phone off, client
@@ -58,7 +59,8 @@ class PowerRules:
     health_min_days: int = 3
     degrading_relative_slope: float = 0.05
     # charging_location: the GPS fix nearest a charging start within 10 min (GPS every 10-30 s,
-    # SPEC §7.18, so a fix is normally near) is rounded to 3 decimals (~110 m of latitude).
+    # docs/messages.md#sampling-rates, so a fix is normally near) is rounded to 3 decimals (~110 m
+    # of latitude).
     location_tolerance: pd.Timedelta = pd.Timedelta(minutes=10)
     location_decimals: int = 3
 
@@ -85,7 +87,7 @@ ENRICHED_DTYPES: dict[str, str] = {
     "power_source": "str",
     "lid_closed": "boolean",
     "thermal_state": "str",
-    "power_source_normalised": "str",          # ac_charger | battery | unknown (SPEC §5.4)
+    "power_source_normalised": "str",          # ac_charger | battery | unknown (docs/flows/power_state.md#power-source)
     "on_external_power": "bool",               # what sessions and rate segments follow
     "battery_state": "str",                    # normal | low | critical
     "charging_rate_pct_per_h": "float64",      # signed: + while charging, - while draining
@@ -115,7 +117,8 @@ OUTPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "power_state_patterns": tuple(PATTERN_DTYPES),
 }
 
-# SPEC §5.4, mobile power_source values; the macOS `pmset` names are read the same way.
+# docs/flows/power_state.md#power-source, mobile power_source values; the macOS `pmset` names are
+# read the same way.
 _SOURCE_NORMALISED = {
     "charging": "ac_charger",
     "full": "ac_charger",
@@ -129,8 +132,9 @@ _SOURCE_NORMALISED = {
 
 
 def power_source_normalised(power_source: Any, is_charging: Any) -> str:
-    """SPEC §5.4: charging/full/connectedNotCharging -> ac_charger, discharging -> battery,
-    any other value -> unknown; with no power_source, is_charging decides."""
+    """docs/flows/power_state.md#power-source: charging/full/connectedNotCharging -> ac_charger,
+    discharging -> battery, any other value -> unknown; with no power_source, is_charging
+    decides."""
     if isinstance(power_source, str) and power_source.strip():
         return _SOURCE_NORMALISED.get(power_source.strip().lower(), "unknown")
     if is_charging is None or pd.isna(is_charging):
@@ -139,7 +143,8 @@ def power_source_normalised(power_source: Any, is_charging: Any) -> str:
 
 
 def battery_state(level: float, rules: PowerRules) -> str | None:
-    """critical at or below 10 %, low at or below 20 %, else normal (SPEC §1.10)."""
+    """critical at or below 10 %, low at or below 20 %, else normal
+    (docs/flows/power_state.md#battery-state)."""
     if level is None or pd.isna(level):
         return None
     if level <= rules.critical_battery_pct:

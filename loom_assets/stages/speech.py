@@ -1,11 +1,11 @@
-"""Speech: transcripts of voice segments, and the acoustic environment (SPEC §1.1 S2, S3).
+"""Speech: transcripts of voice segments, and the acoustic environment (docs/flows/audio.md#transcripts).
 
-`transcripts` is stage `speech_to_text`: one row per voice segment of the VAD (SPEC's decision:
+`transcripts` is stage `speech_to_text`: one row per voice segment of the VAD (docs/flows/audio.md#stages:
 speech-to-text reads the VAD's segments, not raw audio), with its words and their times.
 `environment` is stage `environment_classification`: the window's audio of each device, cut into
-fixed 10 s slices, classified by YAMNet's 521 AudioSet scores into SPEC §1.1 S3's categories
-indoor / outdoor / vehicle / crowd / quiet (`EnvironmentRules`). It reads all audio, not only
-speech: the environment is mostly heard between words.
+fixed 10 s slices, classified by YAMNet's 521 AudioSet scores into the categories of
+docs/flows/audio.md#environment indoor / outdoor / vehicle / crowd / quiet (`EnvironmentRules`). It
+reads all audio, not only speech: the environment is mostly heard between words.
 
 Models are passed in (`models.speech.Transcriber`, `models.yamnet.YamNet`); nothing here does I/O.
 Audio is 16 kHz mono: int16 little-endian PCM bytes, or a numpy array (int16, or float in [-1, 1]).
@@ -140,10 +140,10 @@ class EnvironmentRules:
 
     version: str = "1"
 
-    # SPEC §1.1 S3 asks for a classification per batch of VAD output; we classify fixed slices of
-    # all audio instead, on a grid of multiples of 10 s since the epoch so slices do not depend on
-    # where a partition starts. 10 s holds 19 YAMNet patches: enough to average over a passing
-    # noise, short enough to see a change of place (getting into a car).
+    # docs/flows/audio.md#environment asks for a classification per batch of VAD output; we classify
+    # fixed slices of all audio instead, on a grid of multiples of 10 s since the epoch so slices do
+    # not depend on where a partition starts. 10 s holds 19 YAMNet patches: enough to average over a
+    # passing noise, short enough to see a change of place (getting into a car).
     slice_seconds: float = 10.0
     # -60 dBFS RMS (full-scale sine = -3 dBFS): 30 dB under conversational speech in a phone
     # recording (about -30 dBFS), above a 16-bit recorder's noise floor (about -90 dBFS).

@@ -102,7 +102,7 @@ def topic_messages(bootstrap: str) -> list[tuple[str, dict]]:
 
 
 def loom_v2_message(start: datetime, *, event_id: str, summary: str, start_time: str | None = None) -> bytes:
-    """What Loom v2's calendar fetcher produced (SPEC §2.3)."""
+    """What Loom v2's calendar fetcher produced (docs/messages.md#fetcher-envelopes)."""
     return json.dumps({
         "schema_version": "v1", "device_id": "calendar-fetcher-google-calendar", "timestamp": start.isoformat(),
         "data": {"event_id": event_id, "source_calendar": "Google Calendar", "summary": summary,

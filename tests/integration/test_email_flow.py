@@ -240,7 +240,8 @@ def test_mail_is_fetched_incrementally_and_becomes_searchable(loom_env, dovecot,
     assert cursor["account"] == "Personal" and cursor["state"]["folders"]["INBOX"]["last_uid"] == 5
     assert cursor["state"]["folders"]["Sent"]["uidvalidity"] != old_validity
 
-    # What Loom v2's email fetcher published (SPEC §2.3: naive local time) lands beside it.
+    # What Loom v2's email fetcher published (docs/messages.md#fetcher-envelopes: naive local time)
+    # lands beside it.
     received = (now - timedelta(days=4)).strftime("%Y-%m-%dT%H:%M:%S")
     produce(loom_env["bootstrap"], [(TOPIC, json.dumps({
         "schema_version": "v1", "device_id": "email-fetcher-account-1", "timestamp": received,

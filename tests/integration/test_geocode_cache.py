@@ -1,4 +1,4 @@
-"""The PostgreSQL geocode cache (SPEC §1.2 cached_geocoding) on the session's real PostgreSQL."""
+"""The PostgreSQL geocode cache (docs/flows/location.md#geocode-cache) on the session's real PostgreSQL."""
 
 import math
 import uuid

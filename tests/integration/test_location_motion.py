@@ -31,7 +31,7 @@ def north(lat: float, metres: float) -> float:
 
 def gps_trace(start: datetime) -> list[tuple[datetime, float, float, float]]:
     """(time, lat, lon, speed): 10 min at home, a 4-min walk north, 8 min at the coffee shop,
-    then walking on. A fix every 10 s (SPEC §1.2)."""
+    then walking on. A fix every 10 s (docs/messages.md#sampling-rates)."""
     fixes, t = [], start
     rng = np.random.default_rng(1)
     for _ in range(60):  # home
@@ -63,7 +63,8 @@ def messages(now: datetime) -> list[tuple[str, bytes]]:
     start = now - timedelta(minutes=30)
     out = [(GPS, flat(at, latitude=lat, longitude=lon, accuracy=8.0, speed=speed, altitude=20.0))
            for at, lat, lon, speed in gps_trace(start)]
-    # The unified route's nested envelope for a few fixes too (SPEC §2.2); `bearing` is `heading`.
+    # The unified route's nested envelope for a few fixes too (docs/messages.md#unified-envelope);
+    # `bearing` is `heading`.
     out.append((GPS, nested(start + timedelta(seconds=5), "gps", latitude=HOME[0], longitude=HOME[1],
                             accuracy=6.0, bearing=90.0)))
     # A Wi-Fi reading 3 s after the 101st fix, for the network flow's correlation.

@@ -11,7 +11,7 @@ from loom_assets.stages.location import haversine_m
 
 pytestmark = pytest.mark.integration
 
-# SPEC §5.1, migration 033: the Nashville Home polygon.
+# docs/flows/location.md#georegions, migration 033: the Nashville Home polygon.
 NASHVILLE_RING = [[-86.685127, 36.046366], [-86.682296, 36.047976], [-86.683277, 36.048782],
                   [-86.686243, 36.047234], [-86.685127, 36.046366]]
 

@@ -24,7 +24,7 @@ def _ts(at: datetime) -> str:
 
 
 def flat(at: datetime, **payload) -> bytes:
-    """The REST envelope (SPEC §2.1)."""
+    """The REST envelope (docs/messages.md#rest-envelope)."""
     return json.dumps({
         "schema_version": "1.0", "device_id": DEVICE, "recorded_at": _ts(at),
         "timestamp": _ts(at + timedelta(milliseconds=300)), "message_id": str(uuid.uuid4()),
@@ -33,7 +33,8 @@ def flat(at: datetime, **payload) -> bytes:
 
 
 def nested(at: datetime, message_type: str, **data) -> bytes:
-    """The unified route's envelope (SPEC §2.2): no recorded_at, message_id or trace_id."""
+    """The unified route's envelope (docs/messages.md#unified-envelope): no recorded_at, message_id
+    or trace_id."""
     return json.dumps({
         "schema_version": "1.0", "device_id": DEVICE, "message_type": message_type,
         "data": {"timestamp": _ts(at), **data}, "metadata": {}, "timestamp": None,

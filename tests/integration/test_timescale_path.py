@@ -39,9 +39,10 @@ MIGRATIONS = sorted(p.name.removesuffix(".sql") for p in SQL_DIR.glob("*.sql"))
 
 # The tables' own numbers where sql/ departs from the defaults (chunk 1 day, compression
 # after 7 days segmented by device_id, retention 30 days).
-# SPEC §1.11 (network), §1.4 S4 (motion: hourly chunks, compressed after a day, kept 7 days; the
-# significant-motion table chunks by 7 days), §1.2 S4 (location), a year of visits, and raw media
-# kept 7 days, compressed after one (SPEC §1.1 device_audio_raw).
+# docs/flows/network_events.md#retention (network), docs/flows/motion.md#retention (motion: hourly
+# chunks, compressed after a day, kept 7 days; the significant-motion table chunks by 7 days),
+# docs/flows/location.md#retention (location), a year of visits, and raw media kept 7 days,
+# compressed after one (docs/flows/audio.md#retention).
 HOUR, DAY, WEEK = timedelta(hours=1), timedelta(days=1), timedelta(days=7)
 MONTH, YEAR = timedelta(days=30), timedelta(days=365)
 CHUNK_INTERVAL = {"network_events_enriched": WEEK, "network_events_location_correlated": WEEK,
@@ -206,7 +207,7 @@ def test_every_timeseries_table_is_a_hypertable_with_its_chunks_compression_and_
         assert dimensions[table] == (time_column, CHUNK_INTERVAL.get(table, timedelta(days=1))), table
         drop = jobs[(table, "policy_retention")]
         assert pd.Timedelta(drop["drop_after"]) == retention, (table, drop)
-        if compress_after is None:  # SPEC §1.7 S4: calendar events are not compressed
+        if compress_after is None:  # docs/flows/calendar.md#retention: calendar events are not compressed
             assert hypertables[table] is False and (table, "policy_compression") not in jobs, table
             continue
         assert hypertables[table] is True, f"{table}: compression not enabled"

@@ -238,7 +238,8 @@ def one(frame: pd.DataFrame) -> dict:
         # 5. no steps, clearly moving phone, bicycle speed
         ((0, 0, 1.5), 5.0, "cycling", 0.7, "gps+classifier"),
         ((0, 0, 1.5), 7.5, "cycling", 0.7, "gps+classifier"),
-        # 6. no steps, a calm phone: vehicle (SPEC §5.6 > 5 m/s), less sure in slow traffic
+        # 6. no steps, a calm phone: vehicle (docs/flows/motion.md#activities > 5 m/s), less sure in
+        # slow traffic
         ((0, 0, 0.2), 6.0, "vehicle", 0.9, "gps+classifier"),
         ((0, 0, 0.2), 4.0, "vehicle", 0.7, "gps+classifier"),
         ((1, 2, 0.2), 4.0, "vehicle", 0.7, "gps+classifier"),   # too few steps to be on foot

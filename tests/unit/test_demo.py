@@ -24,11 +24,12 @@ from loom_assets.demo import (
 )
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-# pydantic v2 JSON datetimes (SPEC §2.1); like pydantic, no fraction when microseconds are 0
+# pydantic v2 JSON datetimes (docs/messages.md#rest-envelope); like pydantic, no fraction when
+# microseconds are 0
 DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 FLAT_ENVELOPE = ["schema_version", "device_id", "recorded_at", "timestamp", "message_id",
                  "trace_id", "services_encountered"]
-PAYLOAD_FIELDS = {  # SPEC §3, in model order
+PAYLOAD_FIELDS = {  # docs/messages.md#payload-fields, in model order
     APP_LIFECYCLE_TOPIC: ["app_identifier", "app_name", "event_type", "duration_seconds", "metadata"],
     SENSOR_POWER_TOPIC: ["battery_level", "is_charging", "power_source", "lid_closed", "thermal_state"],
     WIFI_TOPIC: ["ssid", "bssid", "signal_strength", "frequency", "channel", "security", "connected",
@@ -223,7 +224,7 @@ def test_wifi_readings(day):
     phone, laptop = demo_devices(2, seed=0)
     phone_wifi = bodies(day, WIFI_TOPIC, phone.device_id)
     laptop_wifi = bodies(day, WIFI_TOPIC, laptop.device_id)
-    assert {w["signal_strength"] for w in phone_wifi} == {-50}  # SPEC §5.5 mobile quirk
+    assert {w["signal_strength"] for w in phone_wifi} == {-50}  # docs/flows/network_events.md#enriched mobile quirk
     assert len({w["signal_strength"] for w in laptop_wifi}) > 10
     assert all(-95 < w["signal_strength"] < -20 for w in laptop_wifi)
     assert all(w["connected"] is True for w in phone_wifi + laptop_wifi)
@@ -423,7 +424,8 @@ def test_accelerometer_comes_from_phones_only():
 
 
 def test_accelerometer_rates(person0):
-    """50 Hz while the phone moves (SPEC §1.4), 10 Hz while it lies still (SPEC §5.6)."""
+    """50 Hz while the phone moves (docs/flows/motion.md#windows), 10 Hz while it lies still
+    (docs/messages.md#sampling-rates)."""
     _, plan = person0
     moving = accel(first(plan, "drive").start + timedelta(minutes=1), 2)
     assert len(moving) == 2 * 60 * demo.ACCEL_MOVING_HZ
@@ -527,8 +529,9 @@ def test_consecutive_windows_join_seamlessly(person0, where):
 
 def test_a_phone_day_is_physical_and_as_large_as_stated(person0):
     """Every 20 ms of the day has one motion; 10-50 samples a second, ~1 M a day; and nothing
-    that SPEC §5.6's detector would take for a fall: a jolt over 8 m/s² (|a| - g) that is
-    followed by stillness. (Footfalls now and then jolt that hard, but the walk goes on.)"""
+    that Loom v2's detector would take for a fall (docs/flows/motion.md#significant-motion): a jolt
+    over 8 m/s² (|a| - g) that is followed by stillness. (Footfalls now and then jolt that hard, but
+    the walk goes on.)"""
     phone, plan = person0
     motion = demo._PhoneMotion(phone, plan, 0)
     block_us = demo._ACCEL_BLOCK * demo._ACCEL_STEP_US

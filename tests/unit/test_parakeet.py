@@ -1,12 +1,13 @@
 """Parakeet-TDT through real NeMo, end to end: a tiny randomly initialised TDT model is saved to a
 .nemo file and loaded by Loom's production path (`load_transcriber` -> `ASRModel.restore_from`).
 
-DESIGN §4: NeMo is the optional `loom[parakeet]` extra and Parakeet's weights never ship in a
-package, so the model here has Parakeet's shape (FastConformer-style encoder with 8x depthwise
-striding, RNNT prediction net and joint with TDT durations, greedy TDT decoding, SentencePiece
-tokenizer) at a size that builds in a second, and its words are arbitrary: the tests check what
-Loom makes of NeMo's output (types, timings, version, table rows), not what it says. Where NeMo is
-not installed (CI, the default environment) every test here is skipped.
+docs/architecture.md#models-inside-packages: NeMo is the optional `loom[parakeet]` extra and
+Parakeet's weights never ship in a package, so the model here has Parakeet's shape
+(FastConformer-style encoder with 8x depthwise striding, RNNT prediction net and joint with TDT
+durations, greedy TDT decoding, SentencePiece tokenizer) at a size that builds in a second, and its
+words are arbitrary: the tests check what Loom makes of NeMo's output (types, timings, version,
+table rows), not what it says. Where NeMo is not installed (CI, the default environment) every test
+here is skipped.
 """
 
 import hashlib

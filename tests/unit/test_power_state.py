@@ -57,7 +57,7 @@ def test_battery_state_thresholds_include_the_threshold(level, expected):
         ("full", False, "ac_charger"),
         ("connectedNotCharging", False, "ac_charger"),
         ("discharging", True, "battery"),
-        ("wireless", True, "unknown"),     # SPEC §5.4: anything else is unknown
+        ("wireless", True, "unknown"),     # docs/flows/power_state.md#power-source: anything else is unknown
         (None, True, "ac_charger"),        # missing source: is_charging decides
         (None, False, "battery"),
         ("", False, "battery"),

@@ -1,4 +1,4 @@
-"""Screenshot OCR stage functions (SPEC §1.5), on screenshots rendered here with Pillow."""
+"""Screenshot OCR stage functions (docs/flows/screenshot_ocr.md), on screenshots rendered here with Pillow."""
 
 import base64
 import io
