@@ -1,5 +1,7 @@
 """The one Definitions object: every flow, sensor, check, schedule and resource."""
 
+from collections.abc import Sequence
+
 from dagster import Definitions
 
 from loom_assets.flows import (
@@ -15,6 +17,7 @@ from loom_assets.flows import (
     power_state,
     screenshot_ocr,
 )
+from loom_assets.flows.base import Flow
 from loom_assets.housekeeping import housekeeping_job, housekeeping_schedule
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.business import BusinessProviderResource
@@ -28,11 +31,29 @@ from loom_assets.sensors.kafka_windows import window_sensor
 from loom_assets.sensors.late_inputs import rerun_when_landed
 from loom_assets.sensors.reprocessing import reprocess_schedule
 
-# Location first: power patterns, network correlation and motion activities read its fixes by
-# event time.
-FLOWS = (location.FLOW, motion.FLOW, app_lifecycle.FLOW, power_state.FLOW, network_events.FLOW,
-         audio.FLOW, screenshot_ocr.FLOW, camera_vision.FLOW,
-         email.FLOW, calendar.FLOW, hackernews.FLOW)
+
+
+def in_reading_order(flows: Sequence[Flow]) -> tuple[Flow, ...]:
+    """`flows` with each after the flows whose tables its stages read (`loom process` lands
+    those first), otherwise as given."""
+    by_name = {flow.name: flow for flow in flows}
+    ordered: dict[str, Flow] = {}
+
+    def visit(flow: Flow) -> None:
+        for _, read in flow.reads:
+            source = read.asset.path[0]
+            if source != flow.name and source not in ordered:
+                visit(by_name[source])
+        ordered.setdefault(flow.name, flow)
+
+    for flow in flows:
+        visit(flow)
+    return tuple(ordered.values())
+
+
+FLOWS = in_reading_order((app_lifecycle.FLOW, motion.FLOW, location.FLOW, power_state.FLOW, network_events.FLOW,
+                          audio.FLOW, screenshot_ocr.FLOW, camera_vision.FLOW, email.FLOW, calendar.FLOW,
+                          hackernews.FLOW))
 
 
 def flow_named(name: str):
@@ -60,8 +81,10 @@ defs = Definitions(
     jobs=[flow.job for flow in FLOWS] + [housekeeping_job, email.FETCH_JOB, hackernews.FETCH_JOB, calendar.FETCH_JOB],
     sensors=[
         *(window_sensor(flow) for flow in FLOWS),
-        # Motion windows (5 min) run before the GPS of their time lands (15 min windows).
-        rerun_when_landed(location.FLOW, motion.FLOW, motion.activities.key),
+        # A stage reading another flow by event time runs again when that flow's window of its
+        # time lands after it read (motion's 5-minute windows run before the GPS of their time).
+        *(rerun_when_landed(flow_named(read.asset.path[0]), flow, stage)
+          for flow in FLOWS for stage, read in flow.reads),
     ],
     schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages),
                email.FETCH_SCHEDULE, hackernews.FETCH_SCHEDULE, calendar.FETCH_SCHEDULE],

@@ -9,7 +9,6 @@ from dagster import AssetExecutionContext, RetryPolicy
 from loom_assets.flows.base import Flow, StageOutput
 from loom_assets.models.embeddings import embedder_version
 from loom_assets.models.speech import WHISPER_DEFAULT, WHISPER_PACKAGE
-from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.models import Models
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
@@ -37,14 +36,16 @@ raw = FLOW.raw
     rules_version=f"{VAD_VERSION}-rules{VAD_RULES.version}",
     retry=RetryPolicy(max_retries=3, delay=1),  # docs/flows/audio.md#retries-and-alerts: 3 retries, 1 s
     ordered=True,
+    media={"raw": {"data_uri": "audio_bytes"}},
+    stores={"audio": ".wav"},
 )
 def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
-                   blobs: BlobStore, models: Models) -> StageOutput:
+                   models: Models) -> StageOutput:
     """Speech segments (Silero VAD, threshold 0.5, ≥ 250 ms, ≤ 15 s) with their audio as a WAV in
     the blob store. Speech that runs across chunks and windows is one segment: each window
     continues the VAD stream the previous one left in `audio_vad_carry`."""
     span = context.partition_time_window
-    chunks = blobs.attach(raw, "data_uri", "audio_bytes")
+    chunks = raw
     carry = warehouse.query("SELECT * FROM audio_vad_carry WHERE window_start = %s", (span.start - FLOW.window,))
     segments, errors, carries = [], [], []
     window = span.start
@@ -57,9 +58,9 @@ def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse:
         carry = result.carry
         window += FLOW.window
     found = pd.concat(segments, ignore_index=True)
-    uris = [blobs.put(audio.as_wav(bytes(pcm)), ".wav") for pcm in found["audio"]]
+    found["audio"] = [audio.as_wav(bytes(pcm)) for pcm in found["audio"]]
     # The segments, their errors and the VAD stream each window leaves, in one transaction.
-    return StageOutput(found.drop(columns=["audio"]).assign(audio_uri=pd.Series(uris, dtype="str")),
+    return StageOutput(found,
                        errors=pd.concat(errors, ignore_index=True),
                        carry=pd.concat(carries, ignore_index=True), carry_table="audio_vad_carry")
 
@@ -68,13 +69,14 @@ def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse:
     logic_version="1",
     rules_version=STT_VERSION,
     retry=RetryPolicy(max_retries=2, delay=5),  # docs/flows/audio.md#retries-and-alerts: 2 retries, 5 s
+    media={"voice_segments": {"audio_uri": "wav"}},
 )
-def transcripts(voice_segments: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
+def transcripts(voice_segments: pd.DataFrame, models: Models) -> pd.DataFrame:
     """The words of each voice segment with their times and confidences (the bundled Whisper
     tiny.en, or Parakeet-TDT when configured); full-text indexed."""
     segments = voice_segments.assign(
-        audio=[audio.pcm16(audio.decode_audio(blobs.get(uri), format="wav", sample_rate=None, channels=None)[0])
-               for uri in voice_segments["audio_uri"]]) if not voice_segments.empty else voice_segments
+        audio=[audio.pcm16(audio.decode_audio(wav, format="wav", sample_rate=None, channels=None)[0])
+               for wav in voice_segments["wav"]]).drop(columns=["wav"]) if not voice_segments.empty else voice_segments
     return speech.transcripts(segments, models.transcriber())
 
 
@@ -82,12 +84,13 @@ def transcripts(voice_segments: pd.DataFrame, blobs: BlobStore, models: Models) 
     logic_version="1",
     rules_version=f"yamnet-rules{ENVIRONMENT_RULES.version}",
     retry=RetryPolicy(max_retries=1, delay=2),  # docs/flows/audio.md#retries-and-alerts: 1 retry, 2 s
+    media={"raw": {"data_uri": "audio_bytes"}},
 )
-def environment(raw: pd.DataFrame, blobs: BlobStore, models: Models) -> pd.DataFrame:
+def environment(raw: pd.DataFrame, models: Models) -> pd.DataFrame:
     """Indoor, outdoor, vehicle, crowd or quiet for every 10 s of a device's audio (YAMNet's
     AudioSet classes by stated lists), with the top AudioSet labels."""
     decoded = []
-    for row in blobs.attach(raw, "data_uri", "audio_bytes").itertuples(index=False):
+    for row in raw.itertuples(index=False):
         try:
             samples, _ = audio.decode_audio(row.audio_bytes, format=row.format, sample_rate=row.sample_rate,
                                             channels=row.channels)

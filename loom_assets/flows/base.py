@@ -70,6 +70,35 @@ RAW_WINDOWS_PER_RUN = 4
 RAW_RETRY = RetryPolicy(max_retries=5, delay=2, backoff=Backoff.EXPONENTIAL)
 
 
+@dataclass(frozen=True)
+class EventTime:
+    """Rows of another asset's table by event time, from `before` ahead of a span to `after` past
+    it. The span is the window's, or (`of`) that of an input's rows, from their `time_column` to
+    their `end_column` (a backlog's rows may lie far from the window they landed in)."""
+
+    asset: AssetKey
+    before: timedelta = timedelta(0)
+    after: timedelta = timedelta(0)
+    of: str | None = None
+    end_column: str = "recorded_at"
+    time_column: str = "recorded_at"
+
+    @property
+    def table(self) -> str:
+        """The raw table, or a stage's current rows (each window's newest version)."""
+        table = "_".join(self.asset.path)
+        return table if self.asset.path[-1] == "raw" else f"{table}_latest"
+
+    def rows(self, warehouse: Warehouse, window, inputs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+        start, end = window.start, window.end
+        if self.of is not None:
+            frame = inputs[self.of]
+            if frame.empty:
+                return pd.DataFrame()
+            start, end = frame[self.time_column].min(), frame[self.end_column].max()
+        return warehouse.rows_between(self.table, start - self.before, end + self.after, self.time_column)
+
+
 @dataclass
 class Flow:
     """A flow: raw Kafka topics landing in `<name>_raw`, then stage assets, one job, one sensor."""
@@ -83,6 +112,8 @@ class Flow:
     stages: list[AssetsDefinition] = field(default_factory=list)
     # Whether a stage carries state across windows (set by `stage`): windows then run in order.
     ordered: bool = False
+    # (stage, what it reads of another flow by event time), as the stages declare them.
+    reads: list[tuple[AssetKey, EventTime]] = field(default_factory=list)
 
     @property
     def window(self) -> timedelta:
@@ -197,7 +228,9 @@ class Flow:
         retry: RetryPolicy,
         carry: Carry | None = None,
         ordered: bool = False,
-        uses: tuple[AssetKey, ...] = (),
+        reads: Mapping[str, EventTime] | None = None,
+        media: Mapping[str, Mapping[str, str]] | None = None,
+        stores: Mapping[str, str] | None = None,
         columns: Mapping[str, Sequence[str]] | None = None,
         pool: str | None = None,
     ) -> Callable[[Callable], AssetsDefinition]:
@@ -214,19 +247,24 @@ class Flow:
 
         `carry` or `ordered` (the stage reads what earlier windows left, e.g. their raw tail):
         the flow's windows run one at a time, in order, and a window waits until every earlier
-        one holding records has landed and been written by this stage. `uses`: other assets
-        read by event time (lineage). `columns`: input name -> the only columns the stage reads
-        of it. `pool`: a Dagster concurrency pool shared with stages using the same service.
+        one holding records has landed and been written by this stage. `reads`: parameter name ->
+        another flow's rows by event time (lineage, the late-input sensor and the flows' order
+        follow from it). `media`: input name -> {URI column: column to fill with the bytes from
+        the blob store}. `stores`: output column of bytes -> the suffix its blobs are stored with
+        (the column becomes `<column>_uri`). `columns`: input name -> the only columns the stage
+        reads of it. `pool`: a Dagster concurrency pool shared with stages using the same service.
         """
+        reads = dict(reads or {})
 
         def decorator(fn: Callable) -> AssetsDefinition:
             stage_name = fn.__name__
             params = inspect.signature(fn).parameters
             resource_keys = {name for name, p in params.items() if _is_resource(p.annotation)}
-            upstream = [name for name in params if name not in resource_keys | {"context", "state"}]
+            upstream = [name for name in params if name not in resource_keys | {"context", "state"} | reads.keys()]
             if "state" in params and carry is None:
                 raise TypeError(f"{self.name}/{stage_name} reads `state` but declares no `carry`")
-            deps = [AssetDep(key) for key in uses]
+            deps = [AssetDep(read.asset) for read in reads.values()]
+            self.reads.extend((self.key(stage_name), read) for read in reads.values())
             if carry or ordered:
                 # Lineage, and the order of Dagster's own backfills.
                 deps.append(AssetDep(self.key(stage_name), partition_mapping=TimeWindowPartitionMapping(-1, -1)))
@@ -238,14 +276,14 @@ class Flow:
             def body(context: AssetExecutionContext, **inputs):
                 window = context.partition_time_window
                 warehouse: Warehouse = context.resources.warehouse
-                arguments = {name: inputs[name] for name in upstream}
-                arguments |= {name: getattr(context.resources, name) for name in resource_keys}
+                blobs: BlobStore = context.resources.blobs
+                arguments = {name: getattr(context.resources, name) for name in resource_keys}
                 if "context" in params:
                     arguments["context"] = context
                 state_read = None
                 with warehouse.connect() as conn:
-                    # Taken before any input is read: a landing this snapshot does not see may be
-                    # missing from the inputs, and the late-input sensors run the window again.
+                    # Taken before other flows' rows are read: a landing this snapshot does not
+                    # see may be missing from them, and the late-input sensors run the window again.
                     (snapshot,) = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
                     if carry or ordered:
                         flow.wait_for_earlier_windows(conn, table, window.start, carry.lookback if carry else None)
@@ -256,8 +294,17 @@ class Flow:
                                          f"{sorted(state['model_version'].unique()) if not state.empty else []}")
                         if "state" in params:
                             arguments["state"] = state
+                for name, fields in (media or {}).items():
+                    for uri_column, column in fields.items():
+                        inputs[name] = blobs.attach(inputs[name], uri_column, column)
+                arguments |= {name: inputs[name] for name in upstream}
+                arguments |= {name: read.rows(warehouse, window, inputs) for name, read in reads.items()}
                 result = fn(**arguments)
                 output = result if isinstance(result, StageOutput) else StageOutput(result)
+                for column, suffix in (stores or {}).items():
+                    output.rows = output.rows.drop(columns=[column]).assign(**{f"{column}_uri": pd.Series(
+                        [blobs.put(bytes(data), suffix) for data in output.rows[column]],
+                        dtype="str", index=output.rows.index)})
                 if output.errors is not None:
                     output.error_source = output.error_source or f"{flow.name}/{stage_name}"
                     output.errors = stage_errors(output.error_source, output.errors)
@@ -272,7 +319,7 @@ class Flow:
                     for name in upstream
                 },
                 deps=deps,
-                required_resource_keys=resource_keys | {"warehouse"},
+                required_resource_keys=resource_keys | {"warehouse", "blobs"},
                 partitions_def=self.partitions,
                 backfill_policy=BackfillPolicy.single_run(),
                 code_version=code_version,

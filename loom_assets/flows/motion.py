@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, RetryPolicy
 
-from loom_assets.flows.base import Carry, Flow
+from loom_assets.flows.base import Carry, EventTime, Flow
 from loom_assets.resources.models import Models, activity_model_version
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.stages import activity, motion
@@ -61,13 +61,10 @@ def significant_motion(context: AssetExecutionContext, raw: pd.DataFrame, state:
     logic_version="1",
     rules_version=f"{activity_model_version()}-rules{ACTIVITY_RULES.version}",
     retry=RetryPolicy(max_retries=2, delay=2),  # docs/flows/motion.md#retries-and-alerts: 2 retries, 2 s
-    uses=(AssetKey(["location", "raw"]),),
+    reads={"fixes": EventTime(AssetKey(["location", "raw"]), before=FIX_MARGIN, after=FIX_MARGIN,
+                              of="windows", end_column="window_end")},
 )
-def activities(windows: pd.DataFrame, warehouse: Warehouse, models: Models) -> pd.DataFrame:
+def activities(windows: pd.DataFrame, fixes: pd.DataFrame, models: Models) -> pd.DataFrame:
     """Still, walking or stairs from the trained classifier; running, cycling and vehicle from
     GPS speed and step cadence; below 0.7 confidence, unknown."""
-    if windows.empty:
-        return activity.activities(windows, pd.DataFrame(), models.activity(), ACTIVITY_RULES)
-    fixes = warehouse.rows_between("location_raw", windows["recorded_at"].min() - FIX_MARGIN,
-                                   windows["window_end"].max() + FIX_MARGIN)
     return activity.activities(windows, fixes, models.activity(), ACTIVITY_RULES)

@@ -5,8 +5,7 @@ import hashlib
 import pandas as pd
 from dagster import AssetKey, RetryPolicy
 
-from loom_assets.flows.base import Flow
-from loom_assets.resources.warehouse import Warehouse
+from loom_assets.flows.base import EventTime, Flow
 from loom_assets.settings import settings
 from loom_assets.stages import network_events
 
@@ -41,13 +40,9 @@ def enriched(raw: pd.DataFrame) -> pd.DataFrame:
     logic_version="1",
     rules_version=f"tolerance{int(FIX_TOLERANCE.total_seconds())}s",
     retry=RetryPolicy(max_retries=5, delay=2),
-    uses=(AssetKey(["location", "raw"]),),
+    reads={"fixes": EventTime(AssetKey(["location", "raw"]), before=FIX_TOLERANCE, after=FIX_TOLERANCE,
+                              of="enriched")},
 )
-def location_correlated(enriched: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+def location_correlated(enriched: pd.DataFrame, fixes: pd.DataFrame) -> pd.DataFrame:
     """Each reading with the device's nearest GPS fix within the time tolerance (none: no row)."""
-    if enriched.empty:
-        return network_events.location_correlated(enriched, pd.DataFrame(), FIX_TOLERANCE)
-    start = enriched["recorded_at"].min() - FIX_TOLERANCE
-    end = enriched["recorded_at"].max() + FIX_TOLERANCE
-    fixes = warehouse.rows_between("location_raw", start, end)
     return network_events.location_correlated(enriched, fixes, FIX_TOLERANCE)

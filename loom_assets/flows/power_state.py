@@ -5,7 +5,7 @@ from datetime import timedelta
 import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, RetryPolicy
 
-from loom_assets.flows.base import Carry, Flow
+from loom_assets.flows.base import Carry, EventTime, Flow
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.stages import power_state
 
@@ -35,26 +35,24 @@ def enriched(raw: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
     return power_state.enrich(raw, state, RULES)
 
 
-ENRICHED_VERSION = enriched.code_versions_by_key[enriched.key]
-
-
 @FLOW.stage(
     logic_version="1",
     rules_version=f"rules{RULES.version}",
     retry=RetryPolicy(max_retries=1, delay=2),  # docs/flows/power_state.md#retries-and-alerts: 1 retry, 2 s
-    uses=(AssetKey(["location", "raw"]),),
+    # The week of fixes up to the window's end (charging locations).
+    reads={"locations": EventTime(AssetKey(["location", "raw"]), before=PATTERN_LOOKBACK - FLOW.window)},
 )
-def patterns(context: AssetExecutionContext, enriched: pd.DataFrame, warehouse: Warehouse) -> pd.DataFrame:
+def patterns(context: AssetExecutionContext, enriched: pd.DataFrame, locations: pd.DataFrame,
+             warehouse: Warehouse) -> pd.DataFrame:
     """Charging schedule by hour of day, high/low consumption periods, battery-health trend and
     charging locations (from GPS fixes) over the last week of enriched readings."""
     window = context.partition_time_window
     since = window.end - PATTERN_LOOKBACK
-    # Earlier windows' readings of the same enriched version as this window's input.
+    # Earlier windows' readings as each window holds them now (its newest version).
     history = warehouse.query(
-        "SELECT * FROM power_state_enriched WHERE recorded_at >= %s AND recorded_at < %s"
-        " AND window_start < %s AND model_version = %s",
-        (since, window.end, window.start, ENRICHED_VERSION),
+        "SELECT * FROM power_state_enriched_latest WHERE recorded_at >= %s AND recorded_at < %s"
+        " AND window_start < %s",
+        (since, window.end, window.start),
     )
     history = pd.concat([history, enriched], ignore_index=True) if not history.empty else enriched
-    locations = warehouse.rows_between("location_raw", since, window.end)
     return power_state.patterns(history, window.start, window.end, RULES, locations=locations)

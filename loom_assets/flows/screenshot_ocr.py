@@ -6,7 +6,6 @@ from dagster import RetryPolicy
 
 from loom_assets.flows.base import Carry, Flow, StageOutput
 from loom_assets.models.embeddings import embedder_version
-from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.models import Models
 from loom_assets.settings import settings
 from loom_assets.stages import screenshot_ocr as ocr
@@ -29,15 +28,15 @@ raw = FLOW.raw
     rules_version=f"tesseract-{RULES.languages}-rules{RULES.version}",
     retry=RetryPolicy(max_retries=1, delay=10),  # docs/flows/screenshot_ocr.md#retries-and-alerts: 1 retry, 10 s
     carry=Carry(per=("device_id",)),
+    media={"raw": {"image_data_uri": "image_data", "video_data_uri": "video_data"}},
 )
-def text(raw: pd.DataFrame, state: pd.DataFrame, blobs: BlobStore) -> StageOutput:
+def text(raw: pd.DataFrame, state: pd.DataFrame) -> StageOutput:
     """Each screenshot's text: preprocessed (≤ 2048 px, grayscale, 2× for small text, dark
     panels inverted), OCRed by tesseract (words ≥ 0.6 confidence with boxes), merged into
     headings, paragraphs and list items, with its URLs, emails, dates and phone numbers. A
     screenshot whose hash equals the device's previous one takes that one's text. A screen
     recording is read a frame every 2 s, each frame a screenshot of its own."""
-    shots = blobs.attach(blobs.attach(raw, "image_data_uri", "image_data"), "video_data_uri", "video_data")
-    result = ocr.screenshot_text(shots, {row["device_id"]: row for row in state.to_dict("records")}, RULES)
+    result = ocr.screenshot_text(raw, {row["device_id"]: row for row in state.to_dict("records")}, RULES)
     return StageOutput(result.rows, errors=result.errors)
 
 

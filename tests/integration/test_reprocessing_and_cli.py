@@ -114,22 +114,36 @@ def test_dagster_definitions_validate_passes():
     assert "Validation successful" in out or "successfully" in out.lower()
 
 
-def test_the_asset_graph_matches_its_snapshot():
-    """Keys, groups, partitions and code versions: an accidental change shows up in review."""
+def test_the_definitions_match_their_snapshot():
+    """Assets (keys, groups, partitions, code versions, upstream), jobs (selection, tags),
+    schedules and sensors: an accidental change shows up in review."""
     from loom_assets import definitions
 
-    graph = definitions.defs.resolve_asset_graph()
-    snapshot = {}
+    defs = definitions.defs
+    graph = defs.resolve_asset_graph()
+    assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         partitions = node.partitions_def
-        snapshot[key.to_user_string()] = {
+        assets[key.to_user_string()] = {
             "group": node.group_name,
             "code_version": node.code_version,
             "partitions": partitions.get_cron_schedule() if partitions is not None else None,
             "upstream": sorted(k.to_user_string() for k in node.parent_keys),
         }
-    expected_path = Path(__file__).with_name("asset_graph_snapshot.json")
+    jobs = {}
+    for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name):
+        if job.name.startswith("__"):
+            continue
+        selected = job.asset_layer.selected_asset_keys if job.asset_layer else set()
+        jobs[job.name] = {"assets": sorted(k.to_user_string() for k in selected),
+                          "tags": {k: v for k, v in sorted(job.tags.items()) if not k.startswith("dagster/")}}
+    schedules = {s.name: {"cron": s.cron_schedule, "job": s.job_name}
+                 for s in sorted(defs.schedules, key=lambda s: s.name)}
+    sensors = {s.name: {"job": s.job_name, "minimum_interval_seconds": s.minimum_interval_seconds}
+               for s in sorted(defs.sensors, key=lambda s: s.name)}
+    snapshot = {"assets": assets, "jobs": jobs, "schedules": schedules, "sensors": sensors}
+    expected_path = Path(__file__).with_name("definitions_snapshot.json")
     if os.environ.get("LOOM_UPDATE_SNAPSHOTS"):  # after an intended change: review the diff, commit
         expected_path.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
     assert expected_path.exists(), "no snapshot: run once with LOOM_UPDATE_SNAPSHOTS=1 and commit it"
