@@ -19,7 +19,7 @@ import pandas as pd
 import requests
 from dagster import ConfigurableResource
 
-from loom_assets.stages.location import haversine_m
+from loom_assets.geo import haversine_m
 from loom_assets.settings import settings
 
 PUBLIC_BASE_URLS = {
