@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -29,7 +27,9 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Iterator, Literal
+from typing import IO, Literal
+
+from loom_assets.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +67,6 @@ TANSU_WARNING = (
 )
 
 Prefer = Literal["auto", "apache", "tansu"]
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (created if missing).
-
-    Guards one-time downloads (Maven, npm) against concurrent test processes
-    that would otherwise delete or half-write each other's cache.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- ports
