@@ -22,6 +22,7 @@ from dagster import (
     AssetSpec,
     Backoff,
     BackfillPolicy,
+    BetaWarning,
     ConfigurableResource,
     Failure,
     HookContext,
@@ -34,7 +35,6 @@ from dagster import (
     in_process_executor,
     success_hook,
 )
-from dagster._utils.warnings import BetaWarning
 
 from loom_assets.erasure import erased_devices
 from loom_assets.redaction import redact

@@ -25,10 +25,10 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
-from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from loom_assets.dagster_compat import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from loom_assets.resources.offset_log import (
     FAILING_AFTER_REQUESTS,
     UnlandedWindow,

@@ -15,9 +15,8 @@ from dagster import (
     SkipReason,
     schedule,
 )
-from dagster._core.definitions.data_version import CODE_VERSION_TAG
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from loom_assets.dagster_compat import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, CODE_VERSION_TAG
 from loom_assets.flows.base import Flow
 from loom_assets.settings import settings
 from loom_assets.windows import window_from_key
