@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from loom_assets.locks import file_lock
-
-from .kafka import free_port
+from loom_assets.ports import free_port
 
 log = logging.getLogger(__name__)
 
