@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from loom_assets.geo.geometry import EARTH_RADIUS_M, haversine_m
 from loom_assets.geo.geocoding import ADDRESS_FIELDS, PLACE_FIELDS, Address, Place
+from loom_assets.geo.geometry import EARTH_RADIUS_M, haversine_m
 
 
 # -- the cache --------------------------------------------------------------------------------------

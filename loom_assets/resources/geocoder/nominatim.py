@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loom_assets.resources.geocoder.common import NOMINATIM_PROVIDER, timezone_at
 from loom_assets.geo.geocoding import Address, GeocoderRejected, GeocoderUnavailable, Place
+from loom_assets.resources.geocoder.common import NOMINATIM_PROVIDER, timezone_at
 
 
 # -- Nominatim --------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from loom_assets.geo.geocoding import Address, Place
 from loom_assets.geo.geometry import EARTH_RADIUS_M, haversine_m
 from loom_assets.resources.geocoder.common import OFFLINE_PROVIDER, _country_names, _version, timezone_at
-from loom_assets.geo.geocoding import Address, Place
 
 
 # -- offline ----------------------------------------------------------------------------------------

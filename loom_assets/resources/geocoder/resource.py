@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from dagster import ConfigurableResource
 
-from loom_assets.resources.geocoder.cache import Connection, GeocodeCache, PlaceCache
 from loom_assets.geo.geocoding import Geocoder
+from loom_assets.resources.geocoder.cache import Connection, GeocodeCache, PlaceCache
 from loom_assets.resources.geocoder.nominatim import NominatimGeocoder
 from loom_assets.resources.geocoder.offline import OfflineGeocoder
 from loom_assets.settings import settings

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loom_assets.models.vad import VadModelError, VadState
 from loom_assets.stages.audio.decoding import (
     AudioDecodeError,
     _int_or_none,
@@ -19,7 +20,6 @@ from loom_assets.stages.audio.decoding import (
 from loom_assets.stages.audio.protocols import VoiceActivityModel
 from loom_assets.stages.audio.rows import CARRY_DTYPES, CHUNK_COLUMNS, ERROR_DTYPES, SEGMENT_DTYPES, VadResult
 from loom_assets.stages.audio.rules import RULES, VadRules
-from loom_assets.models.vad import VadModelError, VadState
 from loom_assets.stages.frames import typed_frame, utc, with_columns
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loom_assets.stages.frames import typed_frame, utc, with_columns
 from loom_assets.geo.geometry import (
     _M_PER_DEG,
     closed_ring,
@@ -20,6 +19,7 @@ from loom_assets.geo.geometry import (
     point_in_polygon,
     polygon_ring,
 )
+from loom_assets.stages.frames import typed_frame, utc, with_columns
 from loom_assets.stages.location.rows import (
     REGION_EVENT_DTYPES,
     REGION_STATE_DTYPES,

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loom_assets.stages.frames import typed_frame, utc, with_columns
 from loom_assets.geo.geometry import haversine_m
+from loom_assets.stages.frames import typed_frame, utc, with_columns
 from loom_assets.stages.location.rows import FIX_COLUMNS, STAY_DTYPES, accepted_fixes
 from loom_assets.stages.location.rules import LocationRules
 from loom_assets.stages.location.values import _from_micros, _micros, _ts
