@@ -22,15 +22,14 @@ from loom_assets.housekeeping import housekeeping_job, housekeeping_schedule
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.business import BusinessProviderResource
 from loom_assets.resources.geocoder import GeocoderResource
+from loom_assets.resources.io_manager import PostgresPandasIOManager
 from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.models import Models
-from loom_assets.resources.io_manager import PostgresPandasIOManager
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.run_logs import console_logger
 from loom_assets.sensors.kafka_windows import window_sensor
 from loom_assets.sensors.late_inputs import rerun_when_landed
 from loom_assets.sensors.reprocessing import reprocess_schedule
-
 
 
 def in_reading_order(flows: Sequence[Flow]) -> tuple[Flow, ...]:

@@ -9,11 +9,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from dagster import DagsterInstance
-from dagster._core.execution.backfill import PartitionBackfill
-from dagster._core.utils import make_new_backfill_id
 from psycopg import sql
 from tqdm import tqdm
 
+from loom_assets.dagster_compat import PartitionBackfill, make_new_backfill_id
 from loom_assets.flows.base import Flow
 from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
 from loom_assets.sensors.reprocessing import StaleChunk, stale_chunks

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from loom_assets.stages.location import haversine_m
+from loom_assets.geo import haversine_m
 
 REGION_TYPES = ("home", "work", "custom")
 

@@ -7,11 +7,11 @@ broker answers and writes its result to the offset log.
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from dagster import TimeWindowPartitionsDefinition
 
+from loom_assets.offsets import OffsetRange
 from loom_assets.settings import window_override
 
 PARTITION_FMT = "%Y-%m-%d-%H:%M"
@@ -81,20 +81,6 @@ def partition_key(window_start: datetime) -> str:
 
 def window_from_key(key: str) -> datetime:
     return datetime.strptime(key, PARTITION_FMT).replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, order=True)
-class OffsetRange:
-    """Half-open offset range [start, end) of one topic partition in one window."""
-
-    topic: str
-    partition: int
-    start: int
-    end: int
-
-    @property
-    def count(self) -> int:
-        return self.end - self.start
 
 
 def window_at_or_after(instant: datetime, size: timedelta) -> datetime:

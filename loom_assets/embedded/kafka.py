@@ -17,19 +17,22 @@ Use :func:`start_local_broker` to get whichever is available.
 from __future__ import annotations
 
 import atexit
-import base64
-import contextlib
-import fcntl
 import hashlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
-from typing import IO, Iterator, Literal
+from typing import IO, Literal
+
+from loom_assets.embedded.kafka_config import (
+    log4j2_properties,
+    new_cluster_id,
+    server_properties,
+)
+from loom_assets.locks import file_lock
+from loom_assets.ports import free_port, wait_for_tcp
 
 log = logging.getLogger(__name__)
 
@@ -69,50 +72,7 @@ TANSU_WARNING = (
 Prefer = Literal["auto", "apache", "tansu"]
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (created if missing).
-
-    Guards one-time downloads (Maven, npm) against concurrent test processes
-    that would otherwise delete or half-write each other's cache.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 # --------------------------------------------------------------------------- ports
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Return True when nothing listens on ``host:port``, so a broker can bind it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
-    """Return ``preferred`` if it is free, else an ephemeral port the OS says is free.
-
-    ``loom dev`` passes ``DEV_PORT`` so the broker sits on the familiar 9092
-    unless something else already holds it; tests pass nothing.
-    """
-    if preferred is not None and port_is_free(preferred, host):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def dev_port() -> int:
@@ -149,24 +109,6 @@ def _reap_stale(pid_file: Path, timeout: float = STOP_TIMEOUT) -> None:
         except psutil.TimeoutExpired:
             proc.kill()
     pid_file.unlink(missing_ok=True)
-
-
-def wait_for_tcp(host: str, port: int, proc: subprocess.Popen, deadline: float, what: str = "broker") -> None:
-    """Block until ``host:port`` accepts TCP connections, failing fast if ``proc`` (the server
-    called ``what``) dies.
-
-    Checking the socket first keeps librdkafka from spamming "connection
-    refused" errors while the JVM is still starting.
-    """
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} during startup")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{what} did not open {host}:{port} in time")
 
 
 def _wait_for_metadata(bootstrap: str, proc: subprocess.Popen, deadline: float) -> None:
@@ -410,87 +352,6 @@ def _resolve_libs(libs_dir: Path) -> Path:
         raise RuntimeError(f"mvn could not resolve the Kafka jars:\n{result.stdout}{result.stderr}")
     marker.write_text(digest + "\n")
     return libs_dir
-
-
-def new_cluster_id() -> str:
-    """A fresh KRaft cluster id: 16 random bytes, URL-safe base64 without padding; never one
-    starting with "-", which the storage tool would read as an option (as Kafka's own
-    generator avoids)."""
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cluster_id.startswith("-"):
-            return cluster_id
-
-
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
-    """The combined broker+controller ``server.properties`` for a single local node.
-
-    A static voter set (``controller.quorum.voters``) is used rather than the
-    dynamic ``controller.quorum.bootstrap.servers`` one: with a static set the
-    controller endpoint is read from this file at every start, so the
-    controller port may change between restarts without touching the data.
-    """
-    log_dirs = (Path(data_dir) / "kraft-logs").resolve()
-    return "\n".join([
-        "# Written by loom_assets.embedded.kafka at every start; edits are lost.",
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        "controller.listener.names=CONTROLLER",
-        f"log.dirs={log_dirs}",
-        "num.partitions=3",
-        "default.replication.factor=1",
-        "min.insync.replicas=1",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=3",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=false",
-        "delete.topic.enable=true",
-        "num.network.threads=2",
-        "num.io.threads=4",
-        "log.retention.hours=168",
-        "log.segment.bytes=134217728",
-        # Images and audio arrive as base64 text: allow records up to 64 MiB, so an oversized
-        # one reaches Loom and becomes an error row rather than a producer failure.
-        "message.max.bytes=67108864",
-        "",
-    ])
-
-
-def log4j2_properties(log_file: Path) -> str:
-    """A quiet log4j2 config: INFO to a size-capped rolling file, nothing on the console."""
-    log_file = Path(log_file).resolve()
-    return "\n".join([
-        "status = error",
-        "name = loom-embedded-kafka",
-        "appender.file.type = RollingFile",
-        "appender.file.name = File",
-        f"appender.file.fileName = {log_file}",
-        f"appender.file.filePattern = {log_file}.%i",
-        "appender.file.layout.type = PatternLayout",
-        "appender.file.layout.pattern = [%d] %p %m (%c)%n",
-        "appender.file.policies.type = Policies",
-        "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
-        "appender.file.policies.size.size = 20MB",
-        "appender.file.strategy.type = DefaultRolloverStrategy",
-        "appender.file.strategy.max = 3",
-        "rootLogger.level = info",
-        "rootLogger.appenderRef.file.ref = File",
-        # The request logger and the state-change logger are chatty at INFO.
-        "logger.request.name = kafka.request.logger",
-        "logger.request.level = warn",
-        "logger.state.name = state.change.logger",
-        "logger.state.level = warn",
-        "",
-    ])
 
 
 def format_storage(libs_dir: Path, properties: Path, log_dir: Path) -> bool:

@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from .kafka import file_lock, free_port
+from loom_assets.locks import file_lock
+from loom_assets.ports import free_port
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import icalendar
 import orjson
 import recurring_ical_events
 
-from loom_assets.fetchers.base import FetchResult, Fetched, content_hash
+from loom_assets.fetchers.base import Fetched, FetchResult, content_hash
 from loom_assets.settings import settings
 
 SOURCE = "calendar"

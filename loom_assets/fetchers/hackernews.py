@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from loom_assets.fetchers.base import FetchResult, Fetched, content_hash
+from loom_assets.fetchers.base import Fetched, FetchResult, content_hash
 from loom_assets.settings import settings
 from loom_assets.stages.hackernews import Article, Unavailable
 

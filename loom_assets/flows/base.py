@@ -21,8 +21,9 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSpec,
-    Backoff,
     BackfillPolicy,
+    Backoff,
+    BetaWarning,
     ConfigurableResource,
     Failure,
     HookContext,
@@ -35,7 +36,6 @@ from dagster import (
     in_process_executor,
     success_hook,
 )
-from dagster._utils.warnings import BetaWarning
 
 from loom_assets.erasure import erased_devices
 from loom_assets.redaction import redact

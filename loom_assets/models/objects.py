@@ -138,7 +138,7 @@ def _tool(name: str) -> str:
 def ensure_node_project(work_dir: Path) -> Path:
     """Lay out the Node project in `work_dir` and `npm install` it once (again only when
     package.json changes); return it."""
-    from loom_assets.embedded.kafka import file_lock
+    from loom_assets.locks import file_lock
 
     project = Path(work_dir)
     project.mkdir(parents=True, exist_ok=True)

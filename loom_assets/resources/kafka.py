@@ -5,13 +5,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 from dagster import ConfigurableResource
 
 from loom_assets.events import Record
+from loom_assets.offsets import OffsetRange
 from loom_assets.settings import settings
-from loom_assets.windows import OffsetRange
 
 # Large enough for the biggest payload the platform accepts (images, audio) plus headroom, so
 # that an oversized record reaches the landing code and becomes an error row instead of a stall.

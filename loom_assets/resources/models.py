@@ -35,7 +35,7 @@ def _transcriber(name_or_path: str | None):
 
 @lru_cache(maxsize=1)
 def _vad():
-    from loom_assets.stages.audio import SileroVad
+    from loom_assets.models.vad import SileroVad
 
     return SileroVad()
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from loom_assets.windows import OffsetRange
+from loom_assets.offsets import OffsetRange
 
 # A window asked for this many times without landing is shown as failing (it is still asked for).
 FAILING_AFTER_REQUESTS = 3

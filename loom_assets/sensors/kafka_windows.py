@@ -19,7 +19,12 @@ from dagster import (
 
 from loom_assets.flows.base import Flow
 from loom_assets.resources.kafka import KafkaResource
-from loom_assets.resources.offset_log import FAILING_AFTER_REQUESTS, OffsetGap, insert_plans, log_tail
+from loom_assets.resources.offset_log import (
+    FAILING_AFTER_REQUESTS,
+    OffsetGap,
+    insert_plans,
+    log_tail,
+)
 from loom_assets.resources.stage_windows import unfinished_windows
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings

@@ -16,15 +16,17 @@ from dagster import (
     SkipReason,
     schedule,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from loom_assets.dagster_compat import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from loom_assets.flows.base import Flow
-from loom_assets.sensors.kafka_windows import IN_FLIGHT
 from loom_assets.resources.stage_windows import written_versions
 from loom_assets.resources.warehouse import Warehouse
+from loom_assets.sensors.kafka_windows import IN_FLIGHT
 from loom_assets.settings import settings
 from loom_assets.windows import partition_key, window_from_key
-
 
 # One chunk is one single-run backfill: a day of 5-minute windows at most.
 CHUNK_WINDOWS = 288

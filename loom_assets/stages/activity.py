@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from loom_assets.geo import haversine_m
 from loom_assets.stages.frames import float_or_nan, typed_frame, utc, with_columns
-from loom_assets.stages.location import haversine_m
 
 # Windows are resampled to 50 Hz before features are taken: HAPT (the training data) is 50 Hz and
 # docs/flows/motion.md#windows sizes a 5 s window at 250 samples = 50 Hz.

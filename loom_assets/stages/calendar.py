@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from loom_assets.resources.geocoder import Place, PlaceFinder
+from loom_assets.geo import Place, PlaceFinder
 from loom_assets.stages.frames import typed_frame, with_columns
 
 

@@ -14,8 +14,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from loom_assets.resources.geocoder import ADDRESS_FIELDS, Address, Geocoder
-from loom_assets.stages.location import haversine_m
+from loom_assets.geo import ADDRESS_FIELDS, Address, Geocoder, haversine_m
 from loom_assets.stages.frames import float_or_nan, typed_frame, utc, with_columns
 
 

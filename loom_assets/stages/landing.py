@@ -9,7 +9,14 @@ from datetime import datetime
 
 import pandas as pd
 
-from loom_assets.events import ENVELOPE_COLUMNS, InvalidMessage, Record, blob_fields, decode, payload_columns
+from loom_assets.events import (
+    ENVELOPE_COLUMNS,
+    InvalidMessage,
+    Record,
+    blob_fields,
+    decode,
+    payload_columns,
+)
 from loom_assets.redaction import redact
 from loom_assets.storable import ID, problem
 

@@ -17,7 +17,13 @@ from typing import Any
 
 import pandas as pd
 
-from loom_assets.stages.frames import float_or_nan, typed_frame, utc, with_columns, with_dtypes
+from loom_assets.stages.frames import (
+    float_or_nan,
+    typed_frame,
+    utc,
+    with_columns,
+    with_dtypes,
+)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from loom_assets.embedded.kafka import free_port, wait_for_tcp
+from loom_assets.ports import free_port, wait_for_tcp
 from tests.integration.test_spine import invoke, produce, table
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from imapclient import IMAPClient
 
-from loom_assets.embedded.kafka import free_port, wait_for_tcp
+from loom_assets.ports import free_port, wait_for_tcp
 from tests.integration.test_spine import invoke, produce, table
 
 pytestmark = pytest.mark.integration
