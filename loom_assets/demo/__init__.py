@@ -4,20 +4,21 @@ One simulated person per phone/laptop pair lives a San Francisco work day: aslee
 a drive to work, work, an afternoon at a coffee shop near the office (the laptop tethers to the
 phone's hotspot there after a while), back to work, a drive home, an evening at home.
 
-Devices (index ``i``; kinds cycle Android phone, MacBook, iPhone, MacBook; person = ``i // 2``):
+Devices (index ``i``; kinds cycle Android phone, MacBook, iPhone, MacBook; person = ``i // 2``;
+envelopes as in docs/messages.md#envelopes, rates as in docs/messages.md#sampling-rates):
 
 ==========================  =====================================  ===========================
 topic                       envelope                               who / rate
 ==========================  =====================================  ===========================
-os.events.app_lifecycle.raw flat REST (SPEC §2.1, §3)              all; bursts, ≈0.5 ev/s at
-                                                                   full activity (SPEC §1.3)
-device.sensor.power.raw     flat REST (``POST /sensor/power``)     phones; every 60 s (§5.6)
-device.state.power.raw      unified ``power_state`` (§2.2)         laptops; every 10 s (§1.10)
+os.events.app_lifecycle.raw flat REST                              all; bursts, ≈0.5 ev/s at
+                                                                   full activity
+device.sensor.power.raw     flat REST (``POST /sensor/power``)     phones; every 60 s
+device.state.power.raw      unified ``power_state``                laptops; every 10 s
 device.network.wifi.raw     flat REST                              all; every 120 s while
-                                                                   connected (§5.6)
-device.sensor.gps.raw       flat REST                              phones; every 30 s (§5.6)
-device.sensor.accelerometer flat REST (x, y, z m/s², gravity       phones; 50 Hz moving (§1.4),
-.raw                        included)                              10 Hz still (§5.6)
+                                                                   connected
+device.sensor.gps.raw       flat REST                              phones; every 30 s
+device.sensor.accelerometer flat REST (x, y, z m/s², gravity       phones; 50 Hz moving,
+.raw                        included)                              10 Hz still
 device.image.screenshot.raw flat REST (PNG rendered with Pillow)   laptops; every 5 min open
 device.image.camera.raw     flat REST (JPEG of scikit-image's      phones; now and then at the
                             photos)                                coffee shop and at home

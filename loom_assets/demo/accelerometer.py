@@ -234,11 +234,12 @@ def _uuid4_strings(rng: np.random.Generator, n: int) -> list[str]:
 def accelerometer_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.sensor.accelerometer.raw`` (flat REST, SPEC §3: x, y, z in m/s², gravity
-    included) of a phone: 50 Hz while it moves (walks, stairs, drives, pick-ups; SPEC §1.4) and
-    10 Hz while it rests (SPEC §5.6 mobile default), following the same day plan as the GPS.
-    Laptops have none. Samples lie on a grid anchored at the Unix epoch and all randomness is
-    drawn per day-plan segment or per UTC minute, so consecutive windows join seamlessly."""
+    """``device.sensor.accelerometer.raw`` (flat REST, docs/messages.md#payload-fields: x, y, z in
+    m/s², gravity included) of a phone: 50 Hz while it moves (walks, stairs, drives, pick-ups;
+    docs/flows/motion.md#windows) and 10 Hz while it rests (docs/messages.md#sampling-rates),
+    following the same day plan as the GPS. Laptops have none. Samples lie on a grid anchored at the
+    Unix epoch and all randomness is drawn per day-plan segment or per UTC minute, so consecutive
+    windows join seamlessly."""
     if device.family != "phone":
         return
     motion = _PhoneMotion(device, plan, seed)

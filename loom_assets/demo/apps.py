@@ -21,9 +21,9 @@ from loom_assets.demo.streams import _stream_rng
 @dataclass(frozen=True)
 class App:
     app_id: str
-    name: str | None  # app_name is optional (SPEC §3); obscure apps may not report one
+    name: str | None  # app_name is optional (docs/messages.md#payload-fields); obscure apps may not report one
     weight: float  # how often this person uses it
-    category: str | None = None  # Android ApplicationInfo category label (SPEC §5.2)
+    category: str | None = None  # Android ApplicationInfo category label (docs/flows/app_lifecycle.md#categories)
     contexts: tuple[str, ...] = ()  # activities where the app is used much more
 
 
@@ -184,8 +184,8 @@ class _AppSimulator:
 def app_lifecycle_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``os.events.app_lifecycle.raw`` (flat REST, SPEC §3): bursts of app switching whose
-    long-run average is ``APP_EVENTS_PER_S × intensity`` of the current activity."""
+    """``os.events.app_lifecycle.raw`` (flat REST, docs/messages.md#payload-fields): bursts of app
+    switching whose long-run average is ``APP_EVENTS_PER_S × intensity`` of the current activity."""
     rng = _stream_rng(seed, device, APP_LIFECYCLE_TOPIC)
     sim = _AppSimulator(device, plan, rng, start)
     family = device.family

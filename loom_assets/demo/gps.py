@@ -21,8 +21,9 @@ OUTDOOR_ACCURACY_M = (5.0, 12.0)  # open sky
 def gps_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.sensor.gps.raw`` (flat, SPEC §3: latitude, longitude, altitude, accuracy,
-    heading, speed) every 30 s (SPEC §5.6). Stationary fixes wander within their accuracy."""
+    """``device.sensor.gps.raw`` (flat, docs/messages.md#payload-fields: latitude, longitude,
+    altitude, accuracy, heading, speed) every 30 s (docs/messages.md#sampling-rates). Stationary
+    fixes wander within their accuracy."""
     rng = _stream_rng(seed, device, GPS_TOPIC)
     for t in _ticks(rng, start, end, GPS_INTERVAL_S):
         seg = plan.at(t)

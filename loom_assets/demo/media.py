@@ -16,7 +16,7 @@ from loom_assets.demo.streams import _stream_rng, _ticks
 
 # ---- screenshots and photos ------------------------------------------------------------------
 
-SCREENSHOT_INTERVAL_S = 300.0  # a screen-capture client's default (SPEC §1.5 says every 10 s;
+SCREENSHOT_INTERVAL_S = 300.0  # a screen-capture client's default (Loom v2 expected one every 10 s;
 # the demo keeps the OCR load of `loom dev` light)
 SCREEN_SIZE = (1280, 800)
 # What is on the laptop's screen, by activity: a window title and its lines of text.
@@ -81,8 +81,9 @@ def _photo_jpeg(subject: str) -> bytes:
 def screenshot_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.image.screenshot.raw`` (flat REST, SPEC §3: base64 PNG, ``camera_type: screen``)
-    of a laptop every 5 min while its lid is open: a window of text that fits the activity."""
+    """``device.image.screenshot.raw`` (flat REST, docs/messages.md#payload-fields: base64 PNG,
+    ``camera_type: screen``) of a laptop every 5 min while its lid is open: a window of text that
+    fits the activity."""
     if device.family != "laptop":
         return
     rng = _stream_rng(seed, device, SCREENSHOT_TOPIC)
@@ -99,8 +100,8 @@ def screenshot_stream(
 def camera_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.image.camera.raw`` (flat REST, SPEC §3: base64 JPEG) of a phone: now and then a
-    photo of what is at hand (a coffee, the cat, a colleague)."""
+    """``device.image.camera.raw`` (flat REST, docs/messages.md#payload-fields: base64 JPEG) of a
+    phone: now and then a photo of what is at hand (a coffee, the cat, a colleague)."""
     if device.family != "phone":
         return
     rng = _stream_rng(seed, device, CAMERA_TOPIC)

@@ -24,14 +24,14 @@ from loom_assets.demo.constants import (
 @dataclass(frozen=True)
 class DemoMessage:
     topic: str
-    key: bytes  # device_id as UTF-8 (SPEC §2.1: Kafka key = device_id)
+    key: bytes  # device_id as UTF-8 (docs/messages.md#rest-envelope: Kafka key = device_id)
     value: bytes  # UTF-8 JSON exactly as Loom v2 produces it
     timestamp: datetime  # event time (UTC); the Kafka message timestamp when replaying at speed
     headers: tuple[tuple[str, bytes], ...]  # trace_id, services_encountered, producer_service
 
 
 def format_datetime(dt: datetime) -> str:
-    """Pydantic v2 JSON datetime (SPEC §2.1): ``2024-06-27T12:00:00.123000Z``.
+    """Pydantic v2 JSON datetime (docs/messages.md#rest-envelope): ``2024-06-27T12:00:00.123000Z``.
 
     Like pydantic, a value with zero microseconds has no fraction (``2024-06-27T12:00:00Z``).
     """
@@ -62,7 +62,8 @@ def _to_ms(dt: datetime) -> datetime:
 def rest_message(
     topic: str, device_id: str, recorded_at: datetime, payload: dict[str, Any], rng: random.Random
 ) -> DemoMessage:
-    """A flat REST envelope (SPEC §2.1) followed by the payload fields (SPEC §3)."""
+    """A flat REST envelope (docs/messages.md#rest-envelope) followed by the payload fields
+    (docs/messages.md#payload-fields)."""
     recorded_at = _to_ms(recorded_at)
     received = recorded_at + timedelta(milliseconds=rng.uniform(*RECEIVE_LATENCY_MS))
     trace_id = _uuid4(rng)
@@ -100,8 +101,9 @@ def unified_message(
     data: dict[str, Any],
     rng: random.Random,
 ) -> DemoMessage:
-    """The unified ``POST /ingest/message`` envelope (SPEC §2.2): no recorded_at, message_id or
-    trace_id in the body and ``timestamp: null``; the trace id travels only in the headers."""
+    """The unified ``POST /ingest/message`` envelope (docs/messages.md#unified-envelope): no
+    recorded_at, message_id or trace_id in the body and ``timestamp: null``; the trace id travels
+    only in the headers."""
     recorded_at = _to_ms(recorded_at)
     trace_id = _uuid4(rng)
     body = {

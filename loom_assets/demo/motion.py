@@ -17,8 +17,8 @@ import numpy as np
 # of the day yields exactly the samples of a longer window that contains it (``loom dev`` makes
 # an hour at a time).
 
-ACCEL_MOVING_HZ = 50  # SPEC §1.4: 50 ev/s; the step counter assumes 5 s windows at 50 Hz (§5.6)
-ACCEL_STILL_HZ = 10  # SPEC §5.6 mobile default accelerometer interval: 100 ms
+ACCEL_MOVING_HZ = 50  # docs/flows/motion.md#windows: 50 Hz, as the step counter assumes
+ACCEL_STILL_HZ = 10  # docs/messages.md#sampling-rates accelerometer interval: 100 ms
 GRAVITY = 9.80665  # m/s², standard gravity
 _ACCEL_STEP_US = 1_000_000 // ACCEL_MOVING_HZ  # the 20 ms grid
 _STILL_EVERY = ACCEL_MOVING_HZ // ACCEL_STILL_HZ  # while still, every 5th grid point (100 ms)
@@ -54,7 +54,7 @@ WALK_GATE_MPS = 0.8  # GPS speed (m/s) at which the gait has its full amplitude
 HANDLINGS_PER_H = {"sleep": 0.4, "morning": 14.0, "work": 7.0, "coffee": 10.0, "evening": 14.0}
 P_SHAKE = 0.02
 HANDLING_TRANSIENT = (1.0, 3.0)  # m/s² peak of a pick-up's / put-down's jolt (brief: 1-3)
-SHAKE_PEAK = (4.0, 6.5)  # m/s², below the 8 m/s² that SPEC §5.6 would read as a fall
+SHAKE_PEAK = (4.0, 6.5)  # m/s², below the 8 m/s² that docs/flows/motion.md#significant-motion reads as a fall
 DRIVE_MAX_ACCEL = 3.0  # m/s², longitudinal and lateral (brief: <= 3)
 ROAD_VIBRATION = (0.05, 0.02)  # m/s² RMS (vertical) = idle + per m/s of speed: ~0.3 at 45 km/h
 BUMPS_PER_M = 1 / 400.0  # potholes, manhole covers, speed bumps

@@ -12,7 +12,7 @@ from typing import Any
 # Places, people and devices
 # --------------------------------------------------------------------------------------------
 
-UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # SPEC §2.1
+UUID_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # docs/messages.md#rest-envelope
 
 try:  # the person lives in San Francisco; their day is planned in local time
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,11 +31,11 @@ class Place:
     accuracy_m: tuple[float, float]  # typical GPS accuracy range there (indoors is worse)
 
 
-# SPEC §5.1 georegions.md SF examples: Home 37.7599,-122.4148; Work 37.7955,-122.3937.
+# docs/flows/location.md#georegions: Home 37.7599,-122.4148; Work 37.7955,-122.3937.
 HOME = Place("home", 37.7599, -122.4148, 22.0, (8.0, 20.0))
 WORK = Place("work", 37.7955, -122.3937, 6.0, (12.0, 30.0))
 COFFEE_SHOP = Place("coffee_shop", 37.7936, -122.3966, 8.0, (6.0, 18.0))  # Market & Drumm
-# The demo person's georegions (SPEC §5.1 seed radii: Home 100 m, Work 150 m), which `loom dev`
+# The demo person's georegions (docs/flows/location.md#georegions: Home 100 m, Work 150 m), which `loom dev`
 # adds to an empty georegions table so enter/exit/dwell events and region visits show.
 DEMO_REGIONS = (("Home", "home", HOME, 100.0), ("Work", "work", WORK, 150.0))
 
@@ -85,7 +85,7 @@ class DemoDevice:
 
 
 def demo_devices(devices: int = 2, seed: int = 0) -> list[DemoDevice]:
-    """The demo devices: fixed lowercase UUIDv4 ids derived from ``seed`` (SPEC §2.1 regex)."""
+    """The demo devices: fixed lowercase UUIDv4 ids derived from ``seed`` (docs/messages.md#rest-envelope)."""
     out = []
     for i in range(devices):
         rng = random.Random(f"loom-demo-device:{seed}:{i}")

@@ -26,8 +26,9 @@ from loom_assets.demo.streams import _stream_rng, _ticks
 
 # ---- power -----------------------------------------------------------------------------------
 
-# SPEC §5.4 thresholds are low_battery 20 and critical_battery 10: users plug in somewhere
-# around there (a fresh draw each time), so both thresholds get crossed now and then.
+# docs/flows/power_state.md#battery-state: thresholds are low_battery 20 and critical_battery 10:
+# users plug in somewhere around there (a fresh draw each time), so both thresholds get crossed now
+# and then.
 PLUG_IN_BELOW = (8.0, 30.0)
 CHARGE_HOLD_LEVEL = 80.0  # optimised/adaptive charging holds at 80 %
 CHARGE_RATE = {"phone": (45.0, 60.0), "laptop": (30.0, 45.0)}  # %/h below 80 % (brief: 30-60)
@@ -137,7 +138,7 @@ def _battery_readings(
 def mobile_power_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.sensor.power.raw``: flat ``POST /sensor/power`` (SPEC §1.10, §3) every 60 s.
+    """``device.sensor.power.raw``: flat ``POST /sensor/power`` (docs/flows/power_state.md) every 60 s.
     ``battery_level`` is a float in the model; phones have no lid (``lid_closed: null``)."""
     for t, b, rng in _battery_readings(device, plan, seed, SENSOR_POWER_TOPIC, start, end,
                                        MOBILE_POWER_INTERVAL_S):
@@ -154,10 +155,11 @@ def mobile_power_stream(
 def laptop_power_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.state.power.raw``: unified ``power_state`` (SPEC §2.2) every 10 s (SPEC §1.10).
-    ``data`` holds what the client sends: the DB columns (SPEC §1.10; ``temperature_celsius``
-    is the field migration 043 maps to battery_temperature) plus the client's reading time,
-    since the unified body's own ``timestamp`` is null."""
+    """``device.state.power.raw``: unified ``power_state`` (docs/messages.md#unified-envelope) every
+    10 s (docs/messages.md#sampling-rates). ``data`` holds what the client sends: the DB columns
+    (docs/flows/power_state.md; ``temperature_celsius`` is the field migration 043 maps to
+    battery_temperature) plus the client's reading time, since the unified body's own ``timestamp``
+    is null."""
     for t, b, rng in _battery_readings(device, plan, seed, STATE_POWER_TOPIC, start, end,
                                        LAPTOP_POWER_INTERVAL_S):
         lid_closed = plan.intensity("laptop", t) <= 0

@@ -12,7 +12,7 @@ from functools import cached_property
 # Geometry and travel
 # --------------------------------------------------------------------------------------------
 
-EARTH_RADIUS_M = 6371000.0  # SPEC §5.1 haversine radius
+EARTH_RADIUS_M = 6371000.0  # docs/flows/location.md#georegions haversine radius
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -21,8 +21,8 @@ from loom_assets.demo.streams import _stream_rng, _ticks
 
 # ---- wifi ------------------------------------------------------------------------------------
 
-MOBILE_SIGNAL_DBM = -50  # SPEC §5.5: mobile WiFi readings carry a constant -50
-UNKNOWN_SSID = "<unknown ssid>"  # SPEC §5.5: Android without location permission
+MOBILE_SIGNAL_DBM = -50  # docs/flows/network_events.md#enriched: mobile WiFi readings carry a constant -50
+UNKNOWN_SSID = "<unknown ssid>"  # docs/flows/network_events.md#enriched: Android without location permission
 ANDROID_PLACEHOLDER_BSSID = "02:00:00:00:00:00"  # what Android reports alongside it
 P_UNKNOWN_SSID = 0.03
 HOTSPOT_AFTER = 0.4  # share of the coffee-shop stay before the laptop tethers to the phone
@@ -97,9 +97,10 @@ def _network_for(device: DemoDevice, plan: DayPlan, t: datetime) -> tuple[str, i
 def wifi_stream(
     device: DemoDevice, plan: DayPlan, seed: int, start: datetime, end: datetime
 ) -> Iterator[DemoMessage]:
-    """``device.network.wifi.raw`` (flat, SPEC §3) every 120 s while connected (SPEC §5.6).
-    Phones report the constant -50 dBm (SPEC §5.5); the laptop reports a real RSSI. iOS
-    cannot read frequency/channel; Android sometimes hides the SSID (``<unknown ssid>``)."""
+    """``device.network.wifi.raw`` (flat, docs/messages.md#payload-fields) every 120 s while
+    connected (docs/messages.md#sampling-rates). Phones report the constant -50 dBm
+    (docs/flows/network_events.md#enriched); the laptop reports a real RSSI. iOS cannot read
+    frequency/channel; Android sometimes hides the SSID (``<unknown ssid>``)."""
     rng = _stream_rng(seed, device, WIFI_TOPIC)
     nets = _networks(seed, device.person)
     leases: dict[tuple[str, date], str] = {}  # a fresh DHCP lease per network and day …
@@ -118,7 +119,7 @@ def wifi_stream(
         else:
             ip = leases.setdefault((key, t.astimezone(LOCAL_TZ).date()), net.lease(rng))
         ssid, bssid = net.ssid, ap.bssid
-        frequency: float | None = float(ap.frequency)  # a float in the REST model (SPEC §3)
+        frequency: float | None = float(ap.frequency)  # a float in the REST model (docs/messages.md#payload-fields)
         channel: int | None = ap.channel
         if device.kind == "iphone":  # iOS exposes neither
             frequency = channel = None

@@ -1,7 +1,7 @@
 """The Loom v2 wire formats: the message envelope and versioned payload models per topic.
 
-Two envelopes reach Kafka (SPEC §2): the flat REST envelope, whose payload fields sit beside
-`device_id` and `recorded_at`, and the nested envelope of the unified route and fetchers,
+Two envelopes reach Kafka (docs/messages.md#envelopes): the flat REST envelope, whose payload fields
+sit beside `device_id` and `recorded_at`, and the nested envelope of the unified route and fetchers,
 whose payload is under `data`. `decode` reads both into one `Message`.
 
 Payload models are versioned by major version: a v1.x reader accepts v1.y (unknown fields are

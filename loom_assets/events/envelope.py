@@ -34,7 +34,7 @@ class InvalidMessage(Exception):
 # `device_id: null`): their records get this device id instead of a missing_device_id error.
 DEFAULT_DEVICE_IDS = {"external.hackernews.activity.raw": "hackernews"}
 
-# Aliases seen on the wire for the same field (SPEC §7.13/§7.14).
+# Aliases seen on the wire for the same field (docs/messages.md#schema-versions-and-aliases).
 _FIELD_ALIASES = {"security_type": "security", "bearing": "heading"}
 
 
@@ -78,7 +78,8 @@ _MAJOR = re.compile(r"^v?(\d{1,9})(?:\.\d{1,9})*$")
 
 
 def major_version(schema_version: str) -> int:
-    """`"1.0"`, `"v1"`, `"1.0.0"` and `"1"` are all major version 1 (SPEC §2, §7.13)."""
+    """`"1.0"`, `"v1"`, `"1.0.0"` and `"1"` are all major version 1 (docs/messages.md#envelopes,
+    docs/messages.md#schema-versions-and-aliases)."""
     match = _MAJOR.match(schema_version.strip())
     if not match:
         raise InvalidMessage("invalid_schema_version", f"schema_version {schema_version!r}")
@@ -225,8 +226,8 @@ def _message(topic: str, body: dict, fields: dict, device_id: str, partition: in
 
     headers = headers or {}
     trace_id = body.get("trace_id") or _text(headers.get("trace_id"))
-    # The unified route sends no message_id (SPEC §2.2): derive one from the record's place in
-    # the log, so a re-run produces the same id.
+    # The unified route sends no message_id (docs/messages.md#unified-envelope): derive one from the
+    # record's place in the log, so a re-run produces the same id.
     message_id = body.get("message_id") or fields.get("message_id") or str(
         uuid.uuid5(uuid.NAMESPACE_URL, f"kafka://{topic}/{partition}/{offset}")
     )

@@ -26,7 +26,7 @@ class Payload(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-# -- os.events.app_lifecycle.raw (SPEC §3) --------------------------------------------------
+# -- os.events.app_lifecycle.raw (docs/messages.md#payload-fields) ---------------------------------
 class AppLifecycleV1(Payload):
     app_identifier: str = Field(min_length=1)
     app_name: str | None = None
@@ -35,7 +35,7 @@ class AppLifecycleV1(Payload):
     duration_seconds: float | None = Field(default=None, ge=0)
 
 
-# -- device.sensor.power.raw and device.state.power.raw (SPEC §3, §1.10) ----------------------
+# -- device.sensor.power.raw and device.state.power.raw (docs/flows/power_state.md) ----------------
 class PowerReadingV1(Payload):
     battery_level: float = Field(ge=0, le=100)
     is_charging: bool
@@ -44,7 +44,7 @@ class PowerReadingV1(Payload):
     thermal_state: Literal["nominal", "fair", "serious", "critical"] | None = None
 
 
-# -- device.network.wifi.raw (SPEC §3, §1.11) -------------------------------------------------
+# -- device.network.wifi.raw (docs/flows/network_events.md) ----------------------------------------
 class WifiReadingV1(Payload):
     ssid: str | None = None
     bssid: str | None = None
@@ -56,7 +56,7 @@ class WifiReadingV1(Payload):
     ip_address: str | None = None
 
 
-# -- device.sensor.gps.raw (SPEC §3) ----------------------------------------------------------
+# -- device.sensor.gps.raw (docs/messages.md#payload-fields) ---------------------------------------
 class GpsFixV1(Payload):
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
@@ -66,9 +66,9 @@ class GpsFixV1(Payload):
     speed: float | None = None
 
 
-# -- device.sensor.accelerometer.raw (SPEC §3, §1.4) ------------------------------------------
+# -- device.sensor.accelerometer.raw (docs/flows/motion.md) ----------------------------------------
 class AccelerationV1(Payload):
-    """One accelerometer sample: m/s² with gravity included (SPEC §3)."""
+    """One accelerometer sample: m/s² with gravity included (docs/messages.md#payload-fields)."""
 
     x: float = Field(allow_inf_nan=False)
     y: float = Field(allow_inf_nan=False)
@@ -76,10 +76,11 @@ class AccelerationV1(Payload):
     accuracy: Int32 | None = None  # Android's SENSOR_STATUS_* (0 unreliable … 3 high), when sent
 
 
-# -- media: audio chunks and images (SPEC §3, §3.1) -------------------------------------------
+# -- media: audio chunks and images (docs/messages.md#payload-fields, docs/messages.md#binary-payloads) ---
 def _base64(value: Any) -> bytes:
     """The bytes of base64 text (a `data:` URL prefix allowed), strictly: the REST routes pass
-    the client's base64 text through unchecked (SPEC §3.1), so this is where it is checked."""
+    the client's base64 text through unchecked (docs/messages.md#binary-payloads), so this is where
+    it is checked."""
     if not isinstance(value, str):
         raise ValueError("expected base64 text")
     if value.startswith("data:") and "," in value:
@@ -127,8 +128,9 @@ OptionalBase64Bytes = Annotated[bytes | None, BeforeValidator(lambda v: None if 
 
 
 class ScreenCaptureV1(Payload):
-    """`device.video.screen.raw`: a screenshot (the unified route sends `screenshot` here, SPEC
-    §2.2) or a screen recording (`video_data`, SPEC §3), exactly one of the two."""
+    """`device.video.screen.raw`: a screenshot (the unified route sends `screenshot` here,
+    docs/messages.md#unified-envelope) or a screen recording (`video_data`,
+    docs/messages.md#payload-fields), exactly one of the two."""
 
     image_data: OptionalBase64Bytes = Field(default=None, json_schema_extra=BLOB)
     video_data: OptionalBase64Bytes = Field(default=None, json_schema_extra=BLOB)
@@ -147,11 +149,12 @@ class ScreenCaptureV1(Payload):
         return self
 
 
-# -- external.email.events.raw (SPEC §1.6, §2.3): whole RFC 822 messages from the email fetcher
+# -- external.email.events.raw (docs/flows/email.md): whole RFC 822 messages from the email fetcher
 class EmailMessageV1(Payload):
     """One email. Loom's fetcher sends the whole message (`raw_message`, base64 of the exact
     RFC 822 bytes, kept as bytea) and where it was found; Loom v2's email fetcher sends the
-    fields it extracted (subject, sender, receiver, body, …; SPEC §2.3) and no raw bytes."""
+    fields it extracted (subject, sender, receiver, body, …; docs/messages.md#fetcher-envelopes) and
+    no raw bytes."""
 
     raw_message: Base64Bytes | None = Field(default=None, validation_alias=AliasChoices("raw_message", "rfc822"))
     account: str | None = Field(default=None, validation_alias=AliasChoices("account", "source_account"))
@@ -166,7 +169,7 @@ class EmailMessageV1(Payload):
     gmail_thread_id: str | None = None                  # X-GM-THRID
     gmail_labels: list[str] | None = None               # X-GM-LABELS
     attachments: list[dict[str, Any]] | None = None     # [{filename, content_type, size}]
-    # Loom v2's email fetcher (SPEC §2.3)
+    # Loom v2's email fetcher (docs/messages.md#fetcher-envelopes)
     email_id: str | None = None
     content_hash: str | None = None
     # The Message-ID header (Loom v2 names it `message_id`, the envelope's name for Loom's own id).
@@ -186,11 +189,12 @@ class EmailMessageV1(Payload):
         return self
 
 
-# -- external.calendar.events.raw (SPEC §1.7, §2.3) ---------------------------------------------
+# -- external.calendar.events.raw (docs/flows/calendar.md, docs/messages.md#fetcher-envelopes) -----
 class CalendarEventV1(Payload):
     """One occurrence of a calendar event (a recurring event arrives once per occurrence), from
-    Loom's calendar fetcher or Loom v2's (SPEC §2.3: `summary`, `source_calendar`, attendees as
-    bare emails, no status). The same `event_id` again is a newer version of that occurrence."""
+    Loom's calendar fetcher or Loom v2's (docs/messages.md#fetcher-envelopes: `summary`,
+    `source_calendar`, attendees as bare emails, no status). The same `event_id` again is a newer
+    version of that occurrence."""
 
     event_id: IdText = Field(min_length=1)
     uid: str | None = None
@@ -221,7 +225,8 @@ class CalendarEventV1(Payload):
 
     @model_validator(mode="after")
     def times_in_utc(self):
-        # Naive times (Loom v2's CalDAV path, floating iCalendar times) are UTC (SPEC §2.1).
+        # Naive times (Loom v2's CalDAV path, floating iCalendar times) are UTC
+        # (docs/messages.md#rest-envelope).
         for name in ("start_time", "end_time", "recurrence_id", "last_modified"):
             value = getattr(self, name)
             if value is not None:
@@ -234,8 +239,8 @@ class CalendarEventV1(Payload):
         return self
 
 
-# -- external.hackernews.activity.raw (SPEC §1.8, §2.3) -----------------------------------------
-# Loom v2's hackernews-fetcher names the interaction in `type` (SPEC §2.3).
+# -- external.hackernews.activity.raw (docs/flows/hackernews.md, docs/messages.md#fetcher-envelopes) ---
+# Loom v2's hackernews-fetcher names the interaction in `type` (docs/messages.md#fetcher-envelopes).
 _HN_INTERACTIONS = {"liked_story": "favorite", "submitted_story": "submission"}
 
 
@@ -282,4 +287,5 @@ PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
     "external.hackernews.activity.raw": {1: HackerNewsItemV1},
 }
 
-# Topics whose Loom v2 producers set no device (SPEC §2.3: the hackernews-fetcher sends
+# Topics whose Loom v2 producers set no device (docs/messages.md#fetcher-envelopes: the
+# hackernews-fetcher sends

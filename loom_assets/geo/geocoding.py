@@ -9,7 +9,7 @@ from typing import Protocol
 
 class GeocoderUnavailable(RuntimeError):
     """The geocoding service did not answer after every retry: transient, so the run's
-    RetryPolicy tries the window again (SPEC §1.2 S2 retry 3/60)."""
+    RetryPolicy tries the window again (docs/flows/location.md#retries-and-alerts: 3 retries, 60 s)."""
 
 
 class GeocoderRejected(RuntimeError):

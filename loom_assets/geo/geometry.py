@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-EARTH_RADIUS_M = 6_371_000.0  # SPEC §5.1
+EARTH_RADIUS_M = 6_371_000.0  # docs/flows/location.md#georegions
 # Points within 1 cm of a polygon edge are "on" it (floating-point noise; GPS is metres at best).
 EDGE_TOLERANCE_M = 0.01
 _M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
@@ -17,8 +17,8 @@ _M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 
 # -- geometry ---------------------------------------------------------------------------------------
 def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
-    """Great-circle distance in metres (R = 6 371 000 m, SPEC §5.1); scalars give a float,
-    arrays (broadcast) give an array."""
+    """Great-circle distance in metres (R = 6 371 000 m, docs/flows/location.md#georegions); scalars
+    give a float, arrays (broadcast) give an array."""
     phi1, lam1, phi2, lam2 = (np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
     a = np.sin((phi2 - phi1) / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin((lam2 - lam1) / 2) ** 2
     distance = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
@@ -59,7 +59,8 @@ def edge_distance_m(lat: Any, lon: Any, ring: Iterable) -> Any:
 
 
 def point_in_polygon(lat: Any, lon: Any, ring: Iterable) -> Any:
-    """Whether the point(s) lie inside a GeoJSON ring of [lon, lat] points (SPEC §5.1).
+    """Whether the point(s) lie inside a GeoJSON ring of [lon, lat] points
+    (docs/flows/location.md#georegions).
 
     Ray casting (even-odd rule) with a half-open test on latitude, so a ray through a vertex is
     counted once. A point on an edge or vertex (within EDGE_TOLERANCE_M) counts as INSIDE, like

@@ -42,8 +42,9 @@ class VadState:
 class SileroVad:
     """Silero VAD (the ONNX model inside the silero-vad wheel) run with onnxruntime on the CPU.
 
-    One InferenceSession, one thread (DESIGN §4: ~5x faster than the JIT model; a window runs
-    per device, one frame after the other, so more threads would only wait). Load it once.
+    One InferenceSession, one thread (docs/architecture.md#models-inside-packages: ~5x faster than
+    the JIT model; a window runs per device, one frame after the other, so more threads would only
+    wait). Load it once.
     """
 
     frame_samples = 512    # 32 ms at 16 kHz: Silero's window

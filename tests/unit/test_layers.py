@@ -11,8 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "loom_assets"
 STAGES = PACKAGE / "stages"
 MAX_LINES = 500
-# Modules over the limit that are being split right now.
-BEING_SPLIT = {"resources/warehouse.py", "flows/base.py", "cli.py"}
+# Modules over the limit (none now; a module that grows past it is split along its seams).
+BEING_SPLIT: set[str] = set()
 
 
 def _module_name(path: Path) -> str:

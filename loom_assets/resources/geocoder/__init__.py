@@ -1,4 +1,4 @@
-"""Reverse geocoding (SPEC §1.2 S2) and its cache (SPEC §1.2 `cached_geocoding`).
+"""Reverse geocoding (docs/flows/location.md#geocoded) and its cache (docs/flows/location.md#geocode-cache).
 
 Two geocoders with one interface (`reverse`, `reverse_many`, `provider`, `provider_version`):
 

@@ -45,9 +45,9 @@ def nominatim_address(raw: dict, timezone: str | None, provider_version: str) ->
 
 
 class NominatimGeocoder:
-    """Nominatim through geopy, at most one request per `min_delay_s` per process (SPEC §1.2 S2:
-    rate_limit_per_second 1, the public server's usage policy), each failure retried after
-    `error_wait_s` up to `max_retries` times.
+    """Nominatim through geopy, at most one request per `min_delay_s` per process
+    (docs/flows/location.md#geocoded: rate_limit_per_second 1, the public server's usage policy),
+    each failure retried after `error_wait_s` up to `max_retries` times.
 
     provider_version is the server's domain: a reverse answer carries only a licence string, and
     the server's `/status` data date changes every minute on the public server, so neither can

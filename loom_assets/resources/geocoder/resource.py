@@ -41,8 +41,8 @@ class GeocoderResource(ConfigurableResource):
     user_agent: str = "loom-geocoder/0.1"
     language: str = "en"
     timeout_s: float = 10.0
-    min_delay_s: float = 1.0               # SPEC §1.2 S2 rate_limit_per_second 1
-    max_retries: int = 3                   # SPEC §1.2 geocoding retry 3
+    min_delay_s: float = 1.0               # docs/flows/location.md#geocoded: 1 request/s
+    max_retries: int = 3                   # docs/flows/location.md#geocoded: 3 retries
     error_wait_s: float = 5.0              # geopy's default wait after an error
 
     @property

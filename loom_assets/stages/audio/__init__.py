@@ -1,9 +1,10 @@
-"""Audio: decoding device chunks and voice-activity segments (SPEC §1.1 S1, §3, §3.1; DESIGN §4).
+"""Audio: decoding device chunks and voice-activity segments (docs/flows/audio.md#voice_segments,
+docs/flows/audio.md#message-fields, docs/messages.md#binary-payloads; docs/architecture.md#components).
 
 `voice_segments` is stage `voice_activity_detection`: per device, the window's audio chunks are
 decoded to 16 kHz mono, joined into continuous streams, run through Silero VAD frame by frame and
 cut into speech segments, each with its own 16 kHz PCM audio (what speech-to-text and the
-environment classifier read, SPEC "Speech-to-text reads the VAD's speech segments").
+environment classifier read, docs/flows/audio.md#stages: speech-to-text reads the VAD's speech segments).
 
 A stream, and a segment in it, can go on across chunks and windows: what the next window needs
 (the open segment's audio, the model's recurrent state, the last partial frame, the state machine)

@@ -45,13 +45,14 @@ def decode_chunk(
 ) -> tuple[np.ndarray, int]:
     """A chunk's base64 text -> (float32 mono samples at 16 kHz in [-1, 1], its own sample rate).
 
-    - Bytes starting with a RIFF/WAVE header are a WAV file whatever `format` says (SPEC §3.1:
+    - Bytes starting with a RIFF/WAVE header are a WAV file whatever `format` says (docs/messages.md#binary-payloads:
       mobile chunks are whole WAV files): PCM 8/16/24/32-bit integer or 32/64-bit float, plain or
       WAVE_FORMAT_EXTENSIBLE. The header's rate and channels win over the row's. A data chunk
       claiming more bytes than are there (a streaming writer's placeholder, a cut-off file) is
       read as far as it goes.
     - `format` pcm / pcm_s16le / s16le / raw: headerless 16-bit little-endian PCM at the row's
-      `sample_rate` and `channels` (`channels` None means 1, the wire default of SPEC §3).
+      `sample_rate` and `channels` (`channels` None means 1, the wire default of
+      docs/messages.md#payload-fields).
     - `format` wav (or None, the wire default) without a RIFF header is read as raw s16le too, as
       the old silero service did; unless the bytes are another container (mp3, ogg, ...).
     Channels are averaged; rates other than 16 kHz go through `scipy.signal.resample_poly`.
@@ -182,7 +183,7 @@ def _raw_s16le(raw: bytes, sample_rate: int | None, channels: int | None) -> tup
     if rate is None:
         raise AudioDecodeError("invalid_audio", "raw PCM without a sample_rate")
     count = _int_or_none(channels)
-    count = 1 if count is None else count  # SPEC §3: channels=1 on the wire
+    count = 1 if count is None else count  # docs/messages.md#payload-fields: channels=1 on the wire
     if count < 1:
         raise AudioDecodeError("invalid_audio", f"raw PCM with {count} channels")
     if len(raw) % (2 * count):

@@ -12,20 +12,23 @@ class VadRules:
     """Every number of voice activity detection, with its reason. Bump `version` when one changes."""
 
     version: str = "1"
-    # SPEC §1.1 S1: silero-vad at 16000 Hz, threshold 0.5: a frame with p >= 0.5 is speech.
+    # docs/flows/audio.md#voice_segments: silero-vad at 16000 Hz, threshold 0.5: a frame with p >=
+    # 0.5 is speech.
     threshold: float = 0.5
     # Once in speech, only p < 0.35 counts as silence (Silero's own hysteresis, threshold - 0.15),
     # so a word whose probability wobbles around 0.5 is not cut into pieces.
     neg_threshold: float = 0.35
-    # SPEC §1.1 S1: min_speech_duration_ms 250. A shorter blip (a click, a cough) is no segment.
-    # Counted on the segment's speech frames, before padding (rounded up to 8 frames = 256 ms).
+    # docs/flows/audio.md#voice_segments: min_speech_duration_ms 250. A shorter blip (a click, a
+    # cough) is no segment. Counted on the segment's speech frames, before padding (rounded up to 8
+    # frames = 256 ms).
     min_speech_ms: int = 250
-    # SPEC §1.1 S1: max_speech_duration_s 15. Longer speech is cut into pieces of at most 15 s,
-    # padding included, each emitted as soon as it is complete (SPEC §1.1 S2: the STT model takes
-    # at most 30 s). Silero's look-back for a pause never fires with these numbers (a pause long
-    # enough to look for already ends the segment), so a cut is a plain cut at a frame edge.
+    # docs/flows/audio.md#voice_segments: max_speech_duration_s 15. Longer speech is cut into pieces
+    # of at most 15 s, padding included, each emitted as soon as it is complete
+    # (docs/flows/audio.md#transcripts: the STT model takes at most 30 s). Silero's look-back for a
+    # pause never fires with these numbers (a pause long enough to look for already ends the
+    # segment), so a cut is a plain cut at a frame edge.
     max_segment_seconds: float = 15.0
-    # A segment ends after 100 ms of silence (rounded up to 4 frames = 128 ms): SPEC §1.1's
+    # A segment ends after 100 ms of silence (rounded up to 4 frames = 128 ms): Loom v2's
     # onnx-vad (what ran last) and Silero's default. Longer and a segment runs on across the
     # pauses between sentences and soon meets the 15 s cut; shorter and it splits words at
     # their stop consonants.
@@ -42,7 +45,7 @@ class VadRules:
     # gap starts a new stream and ends any open segment; a chunk starting more than 50 ms before
     # the end of audio already taken is an `overlapping_audio` error row.
     contiguity_ms: int = 50
-    # SPEC §3 device/audio/raw/v1: sample_rate 8000-48000 Hz.
+    # docs/flows/audio.md#message-fields: sample_rate 8000-48000 Hz.
     min_input_rate: int = 8000
     max_input_rate: int = 48000
 

@@ -1,10 +1,10 @@
 """Camera vision: photos -> preprocessed frames, objects and their hashes, faces, poses, gaze and
-visual odometry (SPEC §1.9, DESIGN §4).
+visual odometry (docs/flows/camera_vision.md, docs/architecture.md#components).
 
 One function per table, each reading the raw camera rows of one window (`RAW_COLUMNS`: the image
 bytes, or their base64 text, plus `format`, `width`, `height`, `camera_type`):
 
-| stage (table `camera_vision_<stage>`) | function            | SPEC §1.9 stage        |
+| stage (table `camera_vision_<stage>`) | function            | Loom v2 stage          |
 |---------------------------------------|---------------------|------------------------|
 | preprocessed                          | `preprocessed_rows` | 1 image_preprocessing  |
 | objects                               | `object_rows`       | 2 object_detection     |
@@ -15,8 +15,8 @@ bytes, or their base64 text, plus `format`, `width`, `height`, `camera_type`):
 | slam                                  | `slam_rows`         | 7 slam_processor       |
 
 Each stage decodes the photo itself (`decode_image` + `preprocess`: 15-45 ms for 1080p, ~0.1 s
-for 12 MP on a 2-core machine, at SPEC's 1-2 photos a minute), so each table is one asset reading the raw rows, plus
-the objects (object hashes) or the faces (gaze: SPEC's S6 reads the detected faces, and its
+for 12 MP on a 2-core machine, at 1-2 photos a minute), so each table is one asset reading the raw rows, plus
+the objects (object hashes) or the faces (gaze: the gaze stage reads the detected faces, and its
 face_index is theirs). An image that does not decode is one `preprocessed` row carrying
 `error_type`/`error_message`; the other stages skip it. Pixel coordinates in every table are in
 the upright (EXIF-rotated) original image; models run on the frame resized to <= 2048 px.

@@ -11,7 +11,7 @@ class VisionRules:
 
     version: str = "1"
 
-    # -- decoding and preprocessing (SPEC §1.9 S1: auto_orient, resize_max 2048, detect_blur) --
+    # -- decoding and preprocessing (docs/flows/camera_vision.md#preprocessed) --
     # 100 MP: above every phone's default output (108 MP sensors; 200 MP ones bin to 12/50 MP by
     # default) and ~300 MB of RGB; a larger header is a decompression bomb, not a photo.
     max_pixels: int = 100_000_000
@@ -26,20 +26,21 @@ class VisionRules:
     blur_width: int = 512
     blur_threshold: float = 100.0
 
-    # -- objects (SPEC §1.9 S2/S3) --
-    object_min_confidence: float = 0.5   # S2 confidence_threshold
-    max_objects: int = 50                # S2 max_objects
-    # S3 similarity_threshold 0.85 = 1 - Hamming/64 of a 64-bit pHash (<= 9 differing bits).
-    # SPEC's hash_size 256 would be a 256-bit hash; 64 bits fit a BIGINT column and are the
-    # standard pHash (DCT of a 32x32 luma crop, 8x8 lowest frequencies against their median).
+    # -- objects (docs/flows/camera_vision.md#objects) --
+    object_min_confidence: float = 0.5   # docs/flows/camera_vision.md#objects
+    max_objects: int = 50                # docs/flows/camera_vision.md#objects
+    # docs/flows/camera_vision.md#object_hashes: similarity 0.85 = 1 - Hamming/64 of a 64-bit pHash
+    # (<= 9 differing bits). Loom v2's hash_size 256 would be a 256-bit hash; 64 bits fit a BIGINT
+    # column and are the standard pHash (DCT of a 32x32 luma crop, 8x8 lowest frequencies against
+    # their median).
     object_hash_similarity: float = 0.85
     # An object continues a track of the same label seen on the same camera in the last 10 min
-    # (SPEC's track_across_frames names no horizon; at 1-2 photos/min that is 10-20 photos).
+    # (Loom v2's track_across_frames names no horizon; at 1-2 photos/min that is 10-20 photos).
     track_memory_seconds: float = 600.0
 
-    # -- faces, pose, gaze (SPEC §1.9 S4-S6) --
-    face_min_confidence: float = 0.5     # mediapipe's own default and SPEC's other thresholds
-    face_min_size_px: float = 50.0       # S4 min_face_size, in original-image pixels
+    # -- faces, pose, gaze (docs/flows/camera_vision.md#faces) --
+    face_min_confidence: float = 0.5     # mediapipe's own default and the other thresholds
+    face_min_size_px: float = 50.0       # docs/flows/camera_vision.md#faces, in original-image pixels
     # BlazeFace sees its input at 128 px (short range) or 192 px (full range): on a whole
     # 2048 x 1536 frame the full-range model found (measured here, the astronaut pasted at random
     # places into a 2048 x 1536 coffee photo) every face of >= 186 px, 4/6 of 130 px, none
@@ -60,15 +61,16 @@ class VisionRules:
     # shifted by a fraction f of the half-opening turned by asin(f * 15 / 12).
     eyeball_radius_mm: float = 12.0
     eye_half_width_mm: float = 15.0
-    # S4 anonymize_option: blur. Face boxes are blurred in any crop or preview that is stored;
-    # sigma is a quarter of the box's longer side, enough to remove identity at any face size.
+    # Loom v2's anonymize_option, blur (docs/flows/camera_vision.md#object_hashes). Face boxes are
+    # blurred in any crop or preview that is stored; sigma is a quarter of the box's longer side,
+    # enough to remove identity at any face size.
     blur_stored_faces: bool = True
     face_blur_sigma_fraction: float = 0.25
     # Object crops are kept as thumbnails (what a track looked like), not at full resolution.
     crop_max_side: int = 256
     crop_jpeg_quality: int = 85
 
-    # -- visual odometry (SPEC §1.9 S7: monocular) --
+    # -- visual odometry (docs/flows/camera_vision.md#slam: monocular) --
     vo_max_side: int = 1024              # VO runs on <= 1024 px: ORB keypoints and parallax in these px
     orb_features: int = 2000
     lowe_ratio: float = 0.75             # Lowe 2004

@@ -241,7 +241,7 @@ def pose_rows(raw: pd.DataFrame, estimator: PoseModel, rules: VisionRules) -> pd
 def gaze_rows(raw: pd.DataFrame, faces: pd.DataFrame, face_mesh: FaceMeshModel, rules: VisionRules) -> pd.DataFrame:
     """Gaze per face of `faces` (this window's `face_rows`; `GAZE_DTYPES`, same face_index):
     iris centres, gaze vector and angles, head pose, eye contact. The face mesh runs on a crop
-    around each face box (SPEC §1.9 S6 reads the detected faces)."""
+    around each face box (docs/flows/camera_vision.md#gaze reads the detected faces)."""
     faces = with_columns(faces, FACE_DTYPES)
     if faces.empty:
         return typed_frame([], GAZE_DTYPES)

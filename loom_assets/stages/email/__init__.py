@@ -1,9 +1,9 @@
-"""Email: raw messages -> parsed messages (SPEC §1.6 S2 email_parser) and the text they are
+"""Email: raw messages -> parsed messages (docs/flows/email.md#messages) and the text they are
 searched by (S3 text_embedding).
 
 A raw row holds either a whole RFC 822 message (Loom's email fetcher: `raw_message`, the exact
-bytes) or the fields Loom v2's email fetcher extracted (SPEC §2.3: subject, sender, receiver,
-body, …, no raw bytes); `email_messages` turns both into one row shape.
+bytes) or the fields Loom v2's email fetcher extracted (docs/messages.md#fetcher-envelopes: subject,
+sender, receiver, body, …, no raw bytes); `email_messages` turns both into one row shape.
 
 What counts as broken (an error row, the original kept) rather than merely messy (decoded,
 flagged in `charset_issues`), from what the stdlib `email` package reports:

@@ -77,8 +77,9 @@ def message_row(raw: bytes, record: dict) -> dict[str, Any]:
 
 
 def loom_v2_row(record: dict) -> dict[str, Any]:
-    """The parsed columns of a Loom v2 email-fetcher record (SPEC §2.3): no raw message, its
-    fields are taken as they are (Loom v2 fetched INBOX only and kept text/plain bodies)."""
+    """The parsed columns of a Loom v2 email-fetcher record (docs/messages.md#fetcher-envelopes): no
+    raw message, its fields are taken as they are (Loom v2 fetched INBOX only and kept text/plain
+    bodies)."""
     name, address = parseaddr(clean_text(_value(record, "sender") or ""))
     new_text, quoted = split_quoted(clean_text(_value(record, "body") or ""))
     message_id = (bare_id(_value(record, "header_message_id")) or _value(record, "email_id")
@@ -169,7 +170,7 @@ def embedding_items(messages: pd.DataFrame) -> pd.DataFrame:
 
 
 def embedding_text(messages: pd.DataFrame) -> pd.Series:
-    """SPEC §1.6 text-embedder: "From: <sender>", "Subject: <subject>", then the body, newline-
+    """docs/flows/email.md#embeddings: "From: <sender>", "Subject: <subject>", then the body, newline-
     joined (the new text only: quoted replies belong to the messages they quote), at most
     EMBEDDING_TEXT_CHARS characters."""
     def one(row) -> str:

@@ -10,7 +10,7 @@ from email.parser import BytesParser
 
 RULES_VERSION = "1"  # bump when parsing, quote splitting or the embedded text changes
 
-# SPEC §1.6 S3 embeds "From", "Subject" and the body; all-MiniLM-L6-v2 reads 256 word pieces
+# docs/flows/email.md#embeddings embeds "From", "Subject" and the body; all-MiniLM-L6-v2 reads 256 word pieces
 # (~1000-1500 characters of English), so 2000 characters is all it can use, with margin.
 EMBEDDING_TEXT_CHARS = 2000
 # Header values kept in `headers` are cut here: a few headers (DKIM, ARC) run to kilobytes and
@@ -21,7 +21,7 @@ RAW_COLUMNS = (
     "window_start", "device_id", "recorded_at", "source_topic", "source_partition", "source_offset",
     "message_id", "raw_message", "account", "account_name", "folder", "uid", "flags", "size",
     "gmail_thread_id", "attachments",
-    # Loom v2's email fetcher (SPEC §2.3)
+    # Loom v2's email fetcher (docs/messages.md#fetcher-envelopes)
     "email_id", "content_hash", "header_message_id", "subject", "sender", "receiver", "body", "seen",
 )
 

@@ -1,15 +1,17 @@
 """Location: georegion enter/exit/dwell events, stays (visits) and the place each visit was at
-(SPEC §1.2, §5.1).
+(docs/flows/location.md).
 
 `region_events` is stage `georegion_detection`: the old detector emitted a row per region on
-every fix and kept no state (SPEC §5.1); here a device's presence in a region is carried across
-windows and only changes (enter, exit) and one dwell per window are emitted. `visits` finds the
-stays of a device (where it stopped, for how long), and `match_visits` names the place of each
-stay: your georegion, else a business, else the geocoded address (stage business_identification
-and the `user_location_history` 30-day counts, SPEC §1.2 S3).
+every fix and kept no state (docs/flows/location.md#georegions); here a device's presence in a
+region is carried across windows and only changes (enter, exit) and one dwell per window are
+emitted. `visits` finds the stays of a device (where it stopped, for how long), and `match_visits`
+names the place of each stay: your georegion, else a business, else the geocoded address (stage
+business_identification and the `user_location_history` 30-day counts,
+docs/flows/location.md#places).
 
-Geometry is plain spherical maths (haversine, R = 6 371 000 m, SPEC §5.1) over the GeoJSON rings
-of `georegions` (no PostGIS). Rings crossing the antimeridian (±180° longitude) are out of scope.
+Geometry is plain spherical maths (haversine, R = 6 371 000 m, docs/flows/location.md#georegions)
+over the GeoJSON rings of `georegions` (no PostGIS). Rings crossing the antimeridian (±180°
+longitude) are out of scope.
 """
 
 from loom_assets.geo.geometry import (

@@ -32,8 +32,9 @@ def match_visits(
     1. georegion: a region containing the visit's centre (boundary included); of several, the
        smallest (a room in a campus is the room), then the lowest id. place_key "region:<id>".
     2. business: of the visit's `businesses` candidates (visit_id, provider, business_id, name,
-       category, distance_m, confidence) with confidence >= 0.7 and distance <= 100 m (SPEC §1.2
-       S3), the most confident, then nearest. place_key "<provider>:<business_id>".
+       category, distance_m, confidence) with confidence >= 0.7 and distance <= 100 m
+       (docs/flows/location.md#places), the most confident, then nearest. place_key
+       "<provider>:<business_id>".
     3. geocoded: the visit's `geocoded` row (visit_id, address, name, city, country, provider)
        with an address (else name, city, country). place_key "address:" + address_key(...).
     4. unknown: place_key "geohash:" + the geohash of the centre (unknown_geohash_precision).

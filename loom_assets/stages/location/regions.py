@@ -33,8 +33,9 @@ from loom_assets.stages.location.values import _seconds
 
 @dataclass(frozen=True)
 class Region:
-    """One row of `georegions` (SPEC §5.1): a circle (centre + radius) or a polygon ring of
-    [lon, lat] points. A polygon keeps its centre (for distance_from_center_m) and radius."""
+    """One row of `georegions` (docs/flows/location.md#georegions): a circle (centre + radius) or a
+    polygon ring of [lon, lat] points. A polygon keeps its centre (for distance_from_center_m) and
+    radius."""
 
     id: int
     name: str
@@ -91,10 +92,10 @@ class Region:
         """How sure the event is, in [0, 1], rounded to 3 decimals.
 
         Inside (enter, dwell): depth inside the boundary / equivalent radius. For a circle that is
-        exactly SPEC §5.1's round(1 - distance/radius, 3); for a polygon the depth is the distance
-        to the nearest edge and the radius that of the circle of equal area, so the same number
-        means the same for both shapes. A dwell fix in the hysteresis band scores 0.
-        Exit: distance beyond the boundary / equivalent radius, the mirror image (at least
+        exactly round(1 - distance/radius, 3) (docs/flows/location.md#georegions); for a polygon the
+        depth is the distance to the nearest edge and the radius that of the circle of equal area,
+        so the same number means the same for both shapes. A dwell fix in the hysteresis band scores
+        0. Exit: distance beyond the boundary / equivalent radius, the mirror image (at least
         exit_margin / radius, as an exit fix is past the margin).
         """
         signed = float(self.boundary_distance_m(lat, lon))
@@ -226,7 +227,7 @@ def _region_row(fix: dict, region: Region, event_type: str, entered_at: pd.Times
         "event_type": event_type,
         "entered_at": entered_at,
         "dwell_time_seconds": dwell,
-        "distance_from_center_m": round(region.distance_m(lat, lon), 2),  # SPEC §5.1: 2 decimals
+        "distance_from_center_m": round(region.distance_m(lat, lon), 2),  # docs/flows/location.md#georegions
         "confidence": region.confidence(lat, lon, event_type),
         "latitude": lat,
         "longitude": lon,

@@ -1,8 +1,9 @@
-"""Motion: 5 s accelerometer windows with steps, and significant-motion events (SPEC §1.4, §5.6).
+"""Motion: 5 s accelerometer windows with steps, and significant-motion events (docs/flows/motion.md).
 
-`motion_windows` is stage `data_aggregation` (SPEC §1.4 S1: 5 s windows, 1 s overlap, mean, std,
-magnitude, peak frequency; plus the step counter of §5.6 and the activity model's features);
-`significant_motion` is stage `significant_motion_detection` (§1.4 S2, rules of §5.6).
+`motion_windows` is stage `data_aggregation` (docs/flows/motion.md#windows: 5 s windows, 1 s
+overlap, mean, std, magnitude, peak frequency; plus the step counter (docs/flows/motion.md#steps)
+and the activity model's features); `significant_motion` is stage `significant_motion_detection`
+(docs/flows/motion.md#significant-motion).
 
 Both read one partition's samples plus a `tail` of the device's earlier samples, and both give the
 same rows however the samples are split across partitions: a window or event is a function of the

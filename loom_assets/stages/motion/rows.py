@@ -20,7 +20,7 @@ WINDOW_DTYPES: dict[str, str] = {
     "mean_x": "float64",
     "mean_y": "float64",
     "mean_z": "float64",
-    "std_x": "float64",             # population std (ddof 0), as numpy and SPEC's code
+    "std_x": "float64",             # population std (ddof 0), as numpy and Loom v2's code
     "std_y": "float64",
     "std_z": "float64",
     "magnitude_mean": "float64",    # of ‖a‖, gravity included

@@ -42,11 +42,11 @@ def significant_motion(
     emitted event) keeps crossings of emitted events from starting new ones. The same samples give
     the same events however they are split across partitions.
 
-    Motion and activity type follow SPEC §5.6 (`motion_type`, `activity_type`) on the event's
-    samples with `context_seconds` either side; the other statistics are of m over the event's
-    own samples. As the first and last 0.5 s of that span are context, sudden_start marks the
-    first piece of a strong motion (mean m > 3) that started from rest and went on past the
-    30 s cut, sudden_stop the last piece of one that stopped short.
+    Motion and activity type follow docs/flows/motion.md#significant-motion (`motion_type`,
+    `activity_type`) on the event's samples with `context_seconds` either side; the other statistics
+    are of m over the event's own samples. As the first and last 0.5 s of that span are context,
+    sudden_start marks the first piece of a strong motion (mean m > 3) that started from rest and
+    went on past the 30 s cut, sudden_stop the last piece of one that stopped short.
     """
     ends = _last_ends(last_event_end)
     rows: list[dict] = []
@@ -135,7 +135,7 @@ def _event_row(device_id: str, stream: _Stream, m: np.ndarray, start: int, end: 
 
 
 def _dominant_axis(variance: np.ndarray) -> str:
-    """The axis of largest variance; on a tie SPEC's code says y over x, z over the rest."""
+    """The axis of largest variance; on a tie Loom v2's code says y over x, z over the rest."""
     x, y, z = variance
     return "x" if x > y and x > z else ("y" if y > z else "z")
 
@@ -150,9 +150,10 @@ def zero_crossings(values: np.ndarray) -> int:
 
 
 def motion_type(seconds: np.ndarray, m: np.ndarray, rules: MotionRules) -> tuple[str, float]:
-    """SPEC §5.6 motion type and confidence of m = |‖a‖ - g| sampled at `seconds` (ascending).
+    """Motion type and confidence (docs/flows/motion.md#significant-motion) of m = |‖a‖ - g| sampled
+    at `seconds` (ascending).
 
-    First match wins; the 2 s, 100 Hz buffer numbers of SPEC turned into time (see MotionRules):
+    First match wins; Loom v2's 2 s, 100 Hz buffer numbers turned into time (see MotionRules):
     1. mean of the last 0.5 s - mean of the first 0.5 s > 3 -> sudden_start; the reverse -> sudden_stop
     2. max > 8 and the mean from 0.05 s after the peak (>= 0.1 s of samples) < 1 -> fall
     3. std > 2 and zc > 10 -> shake
@@ -198,9 +199,9 @@ def motion_type(seconds: np.ndarray, m: np.ndarray, rules: MotionRules) -> tuple
 
 
 def activity_type(mean: float, std: float, rules: MotionRules) -> tuple[str, float]:
-    """SPEC §5.6 activity type and confidence from the mean and std of m, first match wins:
-    mean < 0.5 stationary; mean < 2 and std > 0.5 walking; mean < 5 and std > 1 running;
-    mean < 1 and std < 0.5 vehicle; otherwise unknown."""
+    """Activity type and confidence (docs/flows/motion.md#significant-motion) from the mean and std
+    of m, first match wins: mean < 0.5 stationary; mean < 2 and std > 0.5 walking; mean < 5 and
+    std > 1 running; mean < 1 and std < 0.5 vehicle; otherwise unknown."""
     if mean < rules.stationary_mean:
         name = "stationary"
     elif mean < rules.walking_activity_mean and std > rules.walking_activity_std:

@@ -12,7 +12,7 @@ from loom_assets.stages.motion.rules import MotionRules
 def count_steps(magnitude_50hz: np.ndarray, rules: MotionRules) -> np.ndarray:
     """Indices of the step peaks in a magnitude signal sampled at `rules.resample_hz`.
 
-    SPEC §5.6: the magnitude minus its mean, band-passed (Butterworth, `step_band_hz`,
+    docs/flows/motion.md#steps: the magnitude minus its mean, band-passed (Butterworth, `step_band_hz`,
     zero phase), then peaks of at least `step_peak_height` at least `step_min_interval_seconds`
     apart. Peaks within a sample of either end of the signal cannot be seen.
     """

@@ -1,9 +1,11 @@
-"""Screenshot OCR: screenshots -> words, cleaned text, layout blocks and entities (SPEC §1.5, DESIGN §4).
+"""Screenshot OCR: screenshots -> words, cleaned text, layout blocks and entities
+(docs/flows/screenshot_ocr.md, docs/architecture.md#components).
 
-SPEC §1.5's four stages are plain functions here, and `screenshot_text` runs them over one window
-of raw screenshot rows (the caller wires it into Dagster and writes table `screenshot_ocr_text`):
+The four stages of docs/flows/screenshot_ocr.md are plain functions here, and `screenshot_text` runs
+them over one window of raw screenshot rows (the caller wires it into Dagster and writes table
+`screenshot_ocr_text`):
 
-| SPEC §1.5 stage          | here                                                         |
+| Loom v2 stage            | here                                                         |
 |--------------------------|--------------------------------------------------------------|
 | 1 image_preprocessing    | `decode_image`, `preprocess` (+ `dhash`, `near_duplicate`)   |
 | 2 text_extraction        | `ocr` (tesseract through pytesseract)                        |
@@ -12,8 +14,9 @@ of raw screenshot rows (the caller wires it into Dagster and writes table `scree
 
 Pixel coordinates in every output are in the upright (EXIF-rotated) original image. Tesseract runs
 as a subprocess (pytesseract) with the language setting passed in (`OcrRules.languages`).
-Not built from SPEC §1.5: S3's `spell_check` (no dictionary that knows app names, URLs and
-identifiers would do more good than harm on screen text) and S2's alternative engines.
+Not built (docs/flows/screenshot_ocr.md#differs-from-loom-v2): Loom v2's `spell_check` (no
+dictionary that knows app names, URLs and identifiers would do more good than harm on screen text)
+and its alternative engines.
 """
 
 # Names the module held before it became a package, which callers and tests still reach through it.

@@ -13,13 +13,13 @@ class OcrRules:
 
     version: str = "1"
 
-    # -- decoding (SPEC §3: base64 PNG/JPEG, ~2 MB) --
+    # -- decoding (docs/messages.md#payload-fields: base64 PNG/JPEG, ~2 MB) --
     # 100 MP: 6x a 6K display (6016x3384 = 20 MP) and ~300 MB of RGB; anything larger is a
     # decompression bomb, not a screenshot.
     max_pixels: int = MAX_IMAGE_PIXELS
 
-    # -- preprocessing (SPEC §1.5 S1: resize_max_dimension 2048, enhance_contrast, detect_text_regions) --
-    # S1's enhance_contrast is the polarity normalisation below plus tesseract's own (Otsu)
+    # -- preprocessing (docs/flows/screenshot_ocr.md#text) --
+    # Loom v2's enhance_contrast is the polarity normalisation below plus tesseract's own (Otsu)
     # binarisation, which a linear stretch would not change; convert_format: the page goes to
     # tesseract as an uncompressed BMP (lossless, and no PNG encode).
     max_side: int = 2048
@@ -33,17 +33,18 @@ class OcrRules:
     # so the median is about the x-height: ~9 px for the 13-16 px UI fonts of a 1x display,
     # ~15-19 px for a 2x (retina) one. Measured on the test page rendered at 0.8-2x (recall of
     # 120 words, 1x -> 2x): glyphs of 8-9 px 0.958-0.983 -> 0.992-1.000; glyphs of 12-19 px
-    # 0.992-1.000 either way, for 25-50 % more time. DESIGN §4: grayscale + 2x + polarity took
-    # a synthetic screenshot from 36/45 to 43/45 words. Tesseract's LSTM reads every line
-    # rescaled to 36 px; what small text loses is in the page binarisation and layout analysis
-    # that run at the source resolution, where 1 px strokes break apart.
+    # 0.992-1.000 either way, for 25-50 % more time. docs/architecture.md#components: grayscale +
+    # 2x + polarity took a synthetic screenshot from 36/45 to 43/45 words. Tesseract's LSTM reads
+    # every line rescaled to 36 px; what small text loses is in the page binarisation and layout
+    # analysis that run at the source resolution, where 1 px strokes break apart.
     small_text_px: float = 12.0
     upscale_factor: float = 2.0
     # Components counted for that estimate: 3-150 px tall, at most 4x wider than tall (no rules,
     # underlines or panel edges), at least 4 px of ink.
     glyph_height_range: tuple[int, int] = (3, 150)
     # A page whose median gray level is under 128 has a dark background: it is inverted so the
-    # text is dark on light, the polarity tesseract's binarisation expects (DESIGN §4) ...
+    # text is dark on light, the polarity tesseract's binarisation expects
+    # (docs/architecture.md#components) ...
     dark_background_level: int = 128
     # ... and then each solid dark area of the page that can hold a line of text (a filled
     # button, a dark toolbar or sidebar: at least 2x the glyph height in both directions) is
@@ -65,8 +66,8 @@ class OcrRules:
     detect_orientation: bool = False
     osd_min_confidence: float = 1.5
 
-    # -- text extraction (SPEC §1.5 S2: engine tesseract, confidence_threshold 0.6, timeout 30 s) --
-    # A setting (LOOM_SCREENSHOT_OCR_LANGUAGES): SPEC's "eng, spa" needs tesseract-ocr-spa; the
+    # -- text extraction (docs/flows/screenshot_ocr.md#text: tesseract, confidence 0.6, 30 s) --
+    # A setting (LOOM_SCREENSHOT_OCR_LANGUAGES): Loom v2's "eng, spa" needs tesseract-ocr-spa; the
     # default is what the image installs. Tesseract's own "+" syntax: "eng+spa".
     languages: str = "eng"
     # Page segmentation 11 (sparse text): every run of text is its own line, and `text_blocks`
@@ -76,9 +77,9 @@ class OcrRules:
     psm: int = 11
     oem: int = 1                       # LSTM only: the engine eng.traineddata is trained for
     min_confidence: float = 0.6        # tesseract conf >= 60
-    timeout_seconds: float = 30.0      # SPEC §1.5 S2 timeout
+    timeout_seconds: float = 30.0      # docs/flows/screenshot_ocr.md#text timeout
 
-    # -- text postprocessing (SPEC §1.5 S3: merge_fragments, detect_layout, extract_entities) --
+    # -- text postprocessing (docs/flows/screenshot_ocr.md#text) --
     # A line whose median word height is >= 1.3x the page's median word height is a heading
     # (typical UI/web type scales step 1.2-1.5x per level; body text wobbles < 10 % between
     # lines), when it has at most 12 words (a heading is short; a paragraph in a big font is not).
@@ -95,7 +96,7 @@ class OcrRules:
     paragraph_height_tolerance: float = 0.25
     line_join_gap: float = 2.0
 
-    # -- near duplicates (SPEC §1.5: a screenshot every 10 s, mostly of an unchanged screen) --
+    # -- near duplicates (a screenshot every 10 s, mostly of an unchanged screen) --
     # dHash: 9x8 area-averaged thumbnail, 64 bits of "brighter than the cell to its left".
     # Measured on the 1280x800 test page (bits of 64 from the original): cursor blinked 0, JPEG
     # q70 re-encode 0, one word changed 0, heading changed 0, first paragraph replaced 1, both
@@ -106,7 +107,7 @@ class OcrRules:
     # often (every change that moves a cell's order is OCR'd). A near duplicate is compared with
     # the device's last OCR'd screenshot (whose text it copies), so drift cannot chain.
     # `skip_near_duplicates` False OCRs every screenshot (~0.7-1.5 s each on one core, 7-15 % of
-    # a core per device at SPEC's one screenshot per 10 s) when stale text is not acceptable.
+    # a core per device at one screenshot per 10 s) when stale text is not acceptable.
     duplicate_max_distance: int = 0
     skip_near_duplicates: bool = True
 
