@@ -7,13 +7,12 @@ import pandas as pd
 from dagster import AssetExecutionContext, RetryPolicy
 
 from loom_assets.flows.base import Flow, StageOutput
-from loom_assets.models.embeddings import embedder_version
+from loom_assets.flows.embeddings import Embedded, embeddings_stage
 from loom_assets.models.speech import WHISPER_DEFAULT, WHISPER_PACKAGE
 from loom_assets.resources.models import Models
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.stages import audio, speech
-from loom_assets.stages.embeddings import embedding_rows
 
 FLOW = Flow(
     name="audio",
@@ -101,13 +100,9 @@ def environment(raw: pd.DataFrame, models: Models) -> pd.DataFrame:
     return speech.environment(pd.DataFrame(decoded), models.yamnet(), ENVIRONMENT_RULES)
 
 
-@FLOW.stage(
-    logic_version="1",
-    rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # docs/architecture.md#text-embeddings: 2 retries, 10 s
+embeddings = embeddings_stage(
+    FLOW, of="transcripts",
+    embedded=lambda transcripts: Embedded(transcripts, transcripts["segment_id"], None, transcripts["text"]),
+    description="Each transcript's text with its vector (all-MiniLM-L6-v2 by default, 384 dims), so `loom "
+                "search` finds what was said; silent segments (no words) are left out.",
 )
-def embeddings(transcripts: pd.DataFrame, models: Models) -> pd.DataFrame:
-    """Each transcript's text with its vector (all-MiniLM-L6-v2 by default, 384 dims), so
-    `loom search` finds what was said; silent segments (no words) are left out."""
-    return embedding_rows(transcripts, source_id=transcripts["segment_id"], title=None,
-                          text=transcripts["text"], embedder=models.embedder())

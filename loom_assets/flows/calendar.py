@@ -6,14 +6,12 @@ from dagster import RetryPolicy
 from loom_assets.fetchers import calendar as calendar_fetcher
 from loom_assets.fetchers.base import fetcher
 from loom_assets.flows.base import Flow
+from loom_assets.flows.embeddings import Embedded, embeddings_stage
 from loom_assets.flows.location import GEOCODER, GEOCODER_POOL
-from loom_assets.models.embeddings import embedder_version
 from loom_assets.resources.geocoder import GeocoderResource, place_cache
-from loom_assets.resources.models import Models
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.stages import calendar
-from loom_assets.stages.embeddings import embedding_rows
 
 FLOW = Flow(
     name="calendar",
@@ -55,14 +53,10 @@ def events(raw: pd.DataFrame, warehouse: Warehouse, geocoder: GeocoderResource) 
         return calendar.with_places(found, geocoder.geocoder(), place_cache(geocoder, conn), RULES)
 
 
-@FLOW.stage(
-    logic_version="1",
-    rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # docs/flows/calendar.md#retries-and-alerts: 2 retries, 10 s
+embeddings = embeddings_stage(
+    FLOW, of="events",
+    embedded=lambda events: Embedded(events, events["event_id"], events["title"], calendar.embedding_text(events)),
+    description="Each event's title, description, location and attendees as a 384-dimension vector "
+                "(all-MiniLM-L6-v2 unless LOOM_EMBEDDING_MODEL says otherwise), for `loom search`. Cancelled "
+                "and declined events are left out.",
 )
-def embeddings(events: pd.DataFrame, models: Models) -> pd.DataFrame:
-    """Each event's title, description, location and attendees as a 384-dimension vector
-    (all-MiniLM-L6-v2 unless LOOM_EMBEDDING_MODEL says otherwise), for `loom search`.
-    Cancelled and declined events are left out."""
-    return embedding_rows(events, source_id=events["event_id"], title=events["title"],
-                          text=calendar.embedding_text(events), embedder=models.embedder())

@@ -6,11 +6,8 @@ from dagster import RetryPolicy
 from loom_assets.fetchers import email as email_fetcher
 from loom_assets.fetchers.base import fetcher
 from loom_assets.flows.base import Flow, StageOutput
-from loom_assets.models.embeddings import embedder_version
-from loom_assets.resources.models import Models
-from loom_assets.settings import settings
+from loom_assets.flows.embeddings import Embedded, embeddings_stage
 from loom_assets.stages import email
-from loom_assets.stages.embeddings import embedding_rows
 
 FLOW = Flow(
     name="email",
@@ -44,14 +41,14 @@ def messages(raw: pd.DataFrame) -> StageOutput:
     return StageOutput(result.rows, errors=result.errors)
 
 
-@FLOW.stage(
-    logic_version=f"1-text{email.RULES_VERSION}",  # the embedded text is the stage's logic too
-    rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # docs/flows/email.md#retries-and-alerts: 2 retries, 10 s
-)
-def embeddings(messages: pd.DataFrame, models: Models) -> pd.DataFrame:
-    """Each message's vector (all-MiniLM-L6-v2 by default, 384 dimensions) of "From: …",
-    "Subject: …" and its new text (≤ 2000 characters), once per Message-ID."""
+def _embedded_messages(messages: pd.DataFrame) -> Embedded:
     items = email.embedding_items(messages)
-    return embedding_rows(items, source_id=items["message_id"], title=items["subject"],
-                          text=email.embedding_text(items), embedder=models.embedder())
+    return Embedded(items, items["message_id"], items["subject"], email.embedding_text(items))
+
+
+embeddings = embeddings_stage(
+    FLOW, of="messages", embedded=_embedded_messages,
+    logic_version=f"1-text{email.RULES_VERSION}",  # the embedded text is the stage's logic too
+    description="Each message's vector (all-MiniLM-L6-v2 by default, 384 dimensions) of \"From: …\", "
+                "\"Subject: …\" and its new text (≤ 2000 characters), once per Message-ID.",
+)

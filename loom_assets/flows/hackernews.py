@@ -6,11 +6,8 @@ from dagster import RetryPolicy
 from loom_assets.fetchers import hackernews as fetcher_hn
 from loom_assets.fetchers.base import fetcher
 from loom_assets.flows.base import Flow, StageOutput
-from loom_assets.models.embeddings import embedder_version
-from loom_assets.resources.models import Models
-from loom_assets.settings import settings
+from loom_assets.flows.embeddings import Embedded, embeddings_stage
 from loom_assets.stages import hackernews as hn
-from loom_assets.stages.embeddings import embedding_rows
 
 FLOW = Flow(
     name="hackernews",
@@ -52,15 +49,14 @@ def items(raw: pd.DataFrame) -> StageOutput:
     return StageOutput(result.rows, errors=result.errors)
 
 
-@FLOW.stage(
-    logic_version="1",
-    rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # docs/flows/hackernews.md#retries-and-alerts: 2 retries, 10 s
-)
-def embeddings(items: pd.DataFrame, models: Models) -> pd.DataFrame:
-    """Each item's title, article summary (a text post's own text) and top comments with their
-    vector (all-MiniLM-L6-v2 by default, 384 dims), once per user and item, so `loom search`
-    finds what you favorited and submitted."""
+def _embedded_items(items: pd.DataFrame) -> Embedded:
     chosen = hn.embedding_items(items)
-    return embedding_rows(chosen, source_id=chosen["message_id"], title=chosen["title"],
-                          text=hn.embedding_text(chosen, RULES), embedder=models.embedder())
+    return Embedded(chosen, chosen["message_id"], chosen["title"], hn.embedding_text(chosen, RULES))
+
+
+embeddings = embeddings_stage(
+    FLOW, of="items", embedded=_embedded_items,
+    description="Each item's title, article summary (a text post's own text) and top comments with their "
+                "vector (all-MiniLM-L6-v2 by default, 384 dims), once per user and item, so `loom search` "
+                "finds what you favorited and submitted.",
+)

@@ -5,11 +5,10 @@ import pandas as pd
 from dagster import RetryPolicy
 
 from loom_assets.flows.base import Carry, Flow, StageOutput
-from loom_assets.models.embeddings import embedder_version
-from loom_assets.resources.models import Models
+from loom_assets.flows.embeddings import Embedded, embeddings_stage
 from loom_assets.settings import settings
 from loom_assets.stages import screenshot_ocr as ocr
-from loom_assets.stages.embeddings import embedding_rows, ocr_pages
+from loom_assets.stages.embeddings import ocr_pages
 
 FLOW = Flow(
     name="screenshot_ocr",
@@ -40,15 +39,14 @@ def text(raw: pd.DataFrame, state: pd.DataFrame) -> StageOutput:
     return StageOutput(result.rows, errors=result.errors)
 
 
-@FLOW.stage(
-    logic_version="1",
-    rules_version=embedder_version(settings().embedding_model),
-    retry=RetryPolicy(max_retries=2, delay=10),  # docs/architecture.md#text-embeddings: 2 retries, 10 s
-)
-def embeddings(text: pd.DataFrame, models: Models) -> pd.DataFrame:
-    """Each OCR'd screenshot's text with its vector (all-MiniLM-L6-v2 by default, 384 dims) and
-    its first heading as title, so `loom search` finds what was on screen; a near-duplicate
-    screenshot is not embedded again."""
+def _embedded_pages(text: pd.DataFrame) -> Embedded:
     pages = ocr_pages(text)
-    return embedding_rows(pages, source_id=pages["source_id"], title=pages["title"], text=pages["text"],
-                          embedder=models.embedder())
+    return Embedded(pages, pages["source_id"], pages["title"], pages["text"])
+
+
+embeddings = embeddings_stage(
+    FLOW, of="text", embedded=_embedded_pages,
+    description="Each OCR'd screenshot's text with its vector (all-MiniLM-L6-v2 by default, 384 dims) and its "
+                "first heading as title, so `loom search` finds what was on screen; a near-duplicate "
+                "screenshot is not embedded again.",
+)
