@@ -12,29 +12,13 @@ from pathlib import Path
 
 import click
 
+from loom_assets.events.topics import TOPICS
 from loom_assets.redaction import redact
 from loom_assets.settings import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-# docs/messages.md#topics-and-retention: 3 partitions; retention by topic (days). Error topics keep a week.
-TOPIC_RETENTION_DAYS = {
-    "device.network.wifi.raw": 7,
-    "os.events.app_lifecycle.raw": 30,
-    "device.sensor.power.raw": 30,
-    "device.state.power.raw": 30,
-    "device.sensor.gps.raw": 30,
-    "device.sensor.accelerometer.raw": 7,  # docs/flows/motion.md#retention: 7 days
-    # Media: raw audio is kept 7 days (docs/flows/audio.md#retention); images as long.
-    "device.audio.raw": 7,
-    "device.image.screenshot.raw": 7,
-    "device.image.camera.raw": 7,
-    "device.video.screen.raw": 7,
-    # What the fetchers publish can be fetched again; a month of log is plenty to reprocess.
-    "external.email.events.raw": 30,
-    "external.calendar.events.raw": 30,
-    "external.hackernews.activity.raw": 30,
-}
+# docs/messages.md#topics-and-retention: 3 partitions; retention by topic (events/topics.py). Error topics keep a week.
 ERROR_TOPIC_RETENTION_DAYS = 7
 DEFAULT_PARTITIONS = 3
 # Devices' clocks run ahead by minutes, not days.
@@ -97,8 +81,8 @@ def topic_specs() -> dict[str, tuple[int, dict[str, str]]]:
     specs = {}
     for flow in _defs().FLOWS:
         for topic in flow.topics:
-            days = TOPIC_RETENTION_DAYS.get(topic, 30)
-            specs[topic] = (DEFAULT_PARTITIONS, {"retention.ms": str(days * day_ms), "max.message.bytes": str(64 * 1024 * 1024),
+            retention_ms = int(TOPICS[topic].retention.total_seconds() * 1000)
+            specs[topic] = (DEFAULT_PARTITIONS, {"retention.ms": str(retention_ms), "max.message.bytes": str(64 * 1024 * 1024),
                                                  # A record stamped far ahead would stall the timestamp
                                                  # lookups that plan windows: the broker refuses it.
                                                  "message.timestamp.after.max.ms": str(MAX_TIMESTAMP_AHEAD_MS)})

@@ -10,7 +10,6 @@ record, not a crash.
 """
 
 from loom_assets.events.envelope import (
-    DEFAULT_DEVICE_IDS,
     ENVELOPE_COLUMNS,
     InvalidMessage,
     Message,
@@ -26,7 +25,6 @@ from loom_assets.events.envelope import (
 )
 from loom_assets.events.payloads import (
     BLOB,
-    PAYLOAD_MODELS,
     AccelerationV1,
     AppLifecycleV1,
     AudioChunkV1,
@@ -42,3 +40,4 @@ from loom_assets.events.payloads import (
     ScreenCaptureV1,
     WifiReadingV1,
 )
+from loom_assets.events.topics import PAYLOAD_MODELS, TOPICS, Topic

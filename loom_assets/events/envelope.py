@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import ValidationError
 
-from loom_assets.events.payloads import PAYLOAD_MODELS, Payload
+from loom_assets.events.payloads import Payload
+from loom_assets.events.topics import PAYLOAD_MODELS, TOPICS
 from loom_assets.storable import ID, Stored, payload_problem, problem, time_problem
 
 ENVELOPE_COLUMNS = (
@@ -30,9 +31,6 @@ class InvalidMessage(Exception):
         self.error_type = error_type
         self.device_id = device_id  # when the envelope told it, for the error row
 
-
-# `device_id: null`): their records get this device id instead of a missing_device_id error.
-DEFAULT_DEVICE_IDS = {"external.hackernews.activity.raw": "hackernews"}
 
 # Aliases seen on the wire for the same field (docs/messages.md#schema-versions-and-aliases).
 _FIELD_ALIASES = {"security_type": "security", "bearing": "heading"}
@@ -183,7 +181,7 @@ def _decode(topic: str, value: bytes | None, partition: int, offset: int,
     if nested and body.get("metadata") and "metadata" not in fields:
         fields["metadata"] = body["metadata"]
 
-    device_id = body.get("device_id") or fields.get("device_id") or DEFAULT_DEVICE_IDS.get(topic)
+    device_id = body.get("device_id") or fields.get("device_id") or TOPICS[topic].default_device
     if not isinstance(device_id, str) or not device_id.strip():
         raise InvalidMessage("missing_device_id", "device_id is missing or not a string")
     check_storable("device_id", device_id, ID)
@@ -262,5 +260,4 @@ def _short(error: ValidationError) -> str:
 
 def blob_fields(topic: str) -> tuple[str, ...]:
     """The v1 payload fields of `topic` that hold media bytes (kept in the blob store)."""
-    fields = PAYLOAD_MODELS[topic][1].model_fields
-    return tuple(name for name, f in fields.items() if (f.json_schema_extra or {}).get("blob"))
+    return TOPICS[topic].blob_fields

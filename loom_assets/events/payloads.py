@@ -271,21 +271,3 @@ class HackerNewsItemV1(Payload):
 
 
 # topic -> {major version -> model}
-PAYLOAD_MODELS: dict[str, dict[int, type[Payload]]] = {
-    "os.events.app_lifecycle.raw": {1: AppLifecycleV1},
-    "device.sensor.power.raw": {1: PowerReadingV1},
-    "device.state.power.raw": {1: PowerReadingV1},
-    "device.network.wifi.raw": {1: WifiReadingV1},
-    "device.sensor.gps.raw": {1: GpsFixV1},
-    "device.sensor.accelerometer.raw": {1: AccelerationV1},
-    "device.audio.raw": {1: AudioChunkV1},
-    "device.image.screenshot.raw": {1: ImageV1},
-    "device.image.camera.raw": {1: ImageV1},
-    "device.video.screen.raw": {1: ScreenCaptureV1},
-    "external.email.events.raw": {1: EmailMessageV1},
-    "external.calendar.events.raw": {1: CalendarEventV1},
-    "external.hackernews.activity.raw": {1: HackerNewsItemV1},
-}
-
-# Topics whose Loom v2 producers set no device (docs/messages.md#fetcher-envelopes: the
-# hackernews-fetcher sends

@@ -38,6 +38,7 @@ from dagster import (
 )
 
 from loom_assets.erasure import erased_devices
+from loom_assets.events.topics import TOPICS
 from loom_assets.redaction import redact
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.kafka import KafkaResource, OffsetsGone
@@ -114,6 +115,11 @@ class Flow:
     ordered: bool = False
     # (stage, what it reads of another flow by event time), as the stages declare them.
     reads: list[tuple[AssetKey, EventTime]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        unknown = [topic for topic in self.topics if topic not in TOPICS]
+        if unknown:
+            raise ValueError(f"flow {self.name}: topic(s) {', '.join(unknown)} are not declared in events/topics.py")
 
     @property
     def window(self) -> timedelta:

@@ -27,7 +27,9 @@ def test_every_declared_read_of_another_flow_has_its_late_input_sensor():
 
 
 def test_a_stage_that_takes_state_must_declare_what_it_carries():
-    flow = Flow(name="app_lifecycle", topics=("example.raw",), description="")  # a copy: its window
+    with pytest.raises(ValueError, match="not declared in events/topics.py"):
+        Flow(name="app_lifecycle", topics=("example.raw",), description="")
+    flow = Flow(name="app_lifecycle", topics=("os.events.app_lifecycle.raw",), description="")  # a copy
     with pytest.raises(TypeError, match="declares no `carry`"):
         @flow.stage(logic_version="1", rules_version="1", retry=RetryPolicy())
         def enriched(raw: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
