@@ -23,8 +23,17 @@ CREATE TABLE loom_stage_windows (
 );
 CREATE INDEX loom_stage_windows_stale ON loom_stage_windows (table_name, window_start) WHERE state_stale;
 
--- Windows written before this migration: the version written last, by processed_at, as the
--- views chose it until now.
+-- A table's current rows: each window's rows of the version written last for it.
+CREATE FUNCTION loom_create_latest_view(table_name text) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format(
+        'CREATE OR REPLACE VIEW %I AS SELECT t.* FROM %I t JOIN loom_stage_windows w'
+        ' ON w.table_name = %L AND w.window_start = t.window_start AND w.model_version = t.model_version',
+        table_name || '_latest', table_name, table_name);
+END $fn$;
+
+-- Each versioned table: its windows written before this migration (the version written last,
+-- by processed_at, as the views chose it until now), and its view on the new table.
 DO $$
 DECLARE
     t text;
@@ -38,25 +47,6 @@ BEGIN
             '   SELECT window_start, model_version, count(*) AS n, max(processed_at) AS written'
             '   FROM %I GROUP BY window_start, model_version) g'
             ' ORDER BY window_start, written DESC', t, t);
-    END LOOP;
-END $$;
-
--- A table's current rows: each window's rows of the version written last for it.
-CREATE FUNCTION loom_create_latest_view(table_name text) RETURNS void LANGUAGE plpgsql AS $fn$
-BEGIN
-    EXECUTE format(
-        'CREATE OR REPLACE VIEW %I AS SELECT t.* FROM %I t JOIN loom_stage_windows w'
-        ' ON w.table_name = %L AND w.window_start = t.window_start AND w.model_version = t.model_version',
-        table_name || '_latest', table_name, table_name);
-END $fn$;
-
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOR t IN SELECT s.table_name FROM loom_timeseries s JOIN information_schema.columns c
-               ON c.table_name = s.table_name AND c.column_name = 'model_version'
-              AND c.table_schema = current_schema() LOOP
         PERFORM loom_create_latest_view(t);
     END LOOP;
 END $$;
