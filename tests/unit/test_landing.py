@@ -4,9 +4,11 @@ import json
 from datetime import UTC, datetime
 
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loom_assets.events import Record
-from loom_assets.stages.landing import ERROR_COLUMNS, land, raw_columns, refused, without_erased
+from loom_assets.stages.landing import ERROR_COLUMNS, land, raw_columns, record_devices, refused, without_erased
 
 WINDOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 TOPIC = "device.sensor.power.raw"
@@ -48,22 +50,60 @@ def test_an_error_row_names_the_device_only_when_the_envelope_does():
     assert pd.isna(landing.errors["device_id"].iloc[1])
 
 
-def test_records_of_an_erased_device_are_skipped_up_to_its_erasure():
-    def of(device: str, at: str, level=50) -> bytes:
-        return json.dumps({"device_id": device, "recorded_at": at, "battery_level": level,
-                           "is_charging": False}).encode()
+def power(device: str, at: str, level=50) -> bytes:
+    return json.dumps({"device_id": device, "recorded_at": at, "battery_level": level,
+                       "is_charging": False}).encode()
 
-    records = [record(0, of("gone", "2026-11-24T06:01:00Z")), record(1, of("kept", "2026-11-24T06:01:00Z")),
-               record(2, of("gone", "2026-11-24T06:09:00Z")), record(3, of("gone", "2026-11-24T06:01:00Z", "x")),
-               record(4, of("kept", "2026-11-24T06:01:00Z", "x"))]
+
+def test_records_of_an_erased_device_are_skipped_below_its_erasure_position():
+    records = [record(0, power("gone", "2026-11-24T06:01:00Z")), record(1, power("kept", "2026-11-24T06:01:00Z")),
+               record(2, power("gone", "2026-11-25T06:09:00Z")),  # a day ahead: still before the erase
+               record(3, power("gone", "2026-11-24T06:01:00Z", "x")),
+               record(4, power("kept", "2026-11-24T06:01:00Z", "x")),
+               record(5, power("gone", "2026-11-24T06:01:00Z"))]  # sent after the erase
     landing = land("power_state", [TOPIC], records, WINDOW, max_message_bytes=1000)
-    erased = {"gone": datetime(2026, 11, 24, 6, 5, tzinfo=UTC)}
-    kept, dropped = without_erased(landing, erased)
-    assert dropped == 2
-    # the row recorded after the erasure is new data; the error row's Kafka time is before it
-    assert kept.rows["source_offset"].tolist() == [1, 2]
+    kept, dropped = without_erased(landing, {"gone": {(TOPIC, 0): 5}})
+    assert dropped == 3
+    assert kept.rows["source_offset"].tolist() == [1, 5]
+    assert [r.offset for r in kept.records] == [1, 5]
     assert kept.errors["source_offset"].tolist() == [4]
     assert without_erased(landing, {}) == (landing, 0)
+    # Another partition, or one the erase did not know (created after it), keeps its records.
+    assert without_erased(landing, {"gone": {(TOPIC, 1): 5}}) == (landing, 0)
+
+
+def test_an_error_record_is_the_devices_by_its_key_or_its_envelope():
+    def keyed(offset: int, key: bytes, value: bytes) -> tuple[datetime, Record]:
+        return WINDOW, Record(TOPIC, 0, offset, key, value, int(WINDOW.timestamp() * 1000), {})
+
+    records = [keyed(0, b"gone", b"not json"),
+               keyed(1, b"\xff\x00hash", json.dumps({"device_id": 7, "data": {"device_id": "gone"}}).encode()),
+               keyed(2, b"kept", b"not json either"),
+               keyed(3, b"\xff\x00hash", json.dumps([{"device_id": "gone"}]).encode())]
+    landing = land("power_state", [TOPIC], records, WINDOW, max_message_bytes=1000)
+    assert landing.errors["device_id"].isna().all()
+    kept, dropped = without_erased(landing, {"gone": {(TOPIC, 0): 10}})
+    assert (dropped, kept.errors["source_offset"].tolist()) == (2, [2, 3])  # a JSON list is no envelope
+    assert record_devices(b"gone", b'{"device_id": "x", "data": {"device_id": "y"}}') == {"gone", "x", "y"}
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["gone", "kept"]),
+                          st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
+                                       timezones=st.just(UTC))),
+                min_size=1, max_size=12),
+       st.integers(min_value=0, max_value=12))
+def test_no_record_of_an_erased_device_below_its_position_lands_whatever_its_event_time(sent, position):
+    records = [record(i, power(device, at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))) for i, (device, at) in enumerate(sent)]
+    landing = land("power_state", [TOPIC], records, WINDOW, max_message_bytes=1000)
+    kept, _ = without_erased(landing, {"gone": {(TOPIC, 0): position}})
+
+    def pairs(frame: pd.DataFrame) -> set[tuple[str, int]]:
+        return set(zip(frame["device_id"], frame["source_offset"], strict=True))
+
+    # Rows and error rows (a time the envelope refuses) alike.
+    for after, before in ((kept.rows, landing.rows), (kept.errors, landing.errors)):
+        assert pairs(after) == {(d, o) for d, o in pairs(before) if d == "kept" or o >= position}
 
 
 def test_rows_the_database_refuses_become_error_rows_with_their_original_bytes():
