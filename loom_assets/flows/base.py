@@ -37,7 +37,7 @@ from dagster import (
     success_hook,
 )
 
-from loom_assets.erasure import erased_devices
+from loom_assets.erasure import erasure_positions
 from loom_assets.events.topics import TOPICS
 from loom_assets.redaction import redact
 from loom_assets.resources.blobs import BlobStore
@@ -193,7 +193,7 @@ class Flow:
                 raise Failure(f"{error}: Kafka dropped planned offsets while the window was read; "
                               "its rows are left as they were", allow_retries=False) from error
             with warehouse.connect() as conn:
-                landing, erased = without_erased(landing, erased_devices(conn))
+                landing, erased = without_erased(landing, erasure_positions(conn))
             landing.rows = store_blobs(landing.rows, flow.topics, blobs.put)
             ranges = [r for window_ranges in plans.values() for r in window_ranges]
             read = sum(r.count for r in ranges)

@@ -3,6 +3,7 @@
 Every record becomes exactly one of the two, so rows + errors always add up to the offsets read.
 """
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -154,19 +155,61 @@ def refused(landing: Landing, refusals: Mapping[int, str]) -> Landing:
                    [landing.records[i] for i in keep], landing.flow)
 
 
-def without_erased(landing: Landing, erased: Mapping[str, datetime]) -> tuple[Landing, int]:
-    """`landing` without the records of erased devices (`loom erase`) from before their erasure,
-    rows and error rows alike; Kafka keeps them until topic retention. Returns how many went."""
-    if not erased:
+# An erased device's records still in Kafka, per device: (topic, partition) -> the high watermark
+# when it was erased. Its records below that offset are the erased ones.
+ErasedPositions = Mapping[str, Mapping[tuple[str, int], int]]
+
+
+def record_devices(key: bytes | None, value: bytes | None) -> set[str]:
+    """The devices a Kafka record may belong to: its key (devices key their messages by device
+    id) and the device ids its JSON envelope names, at the top or in `data`, whether or not the
+    record is otherwise valid."""
+    devices = set()
+    if key:
+        # A binary key (a fetcher's content hash) decodes to no device's id.
+        devices.add(key.decode("utf-8", "replace"))
+    if value:
+        try:
+            body = json.loads(value)
+        except (ValueError, RecursionError):
+            body = None  # not JSON: the key is all there is to go by
+        if isinstance(body, dict):
+            for envelope in (body, body.get("data")):
+                if isinstance(envelope, dict) and isinstance(envelope.get("device_id"), str):
+                    devices.add(envelope["device_id"])
+    return devices
+
+
+def erased_mask(frame: pd.DataFrame, positions: ErasedPositions, devices: Iterable[set[str]] | None = None
+                ) -> pd.Series:
+    """True for the rows of `frame` (source_topic, source_partition, source_offset, device_id)
+    that are records of an erased device below its erasure's position. `devices`: per row, more
+    devices it may belong to (an error row's key and envelope)."""
+    if frame.empty or not positions:
+        return pd.Series(False, index=frame.index, dtype=bool)
+    owners = frame["device_id"].map(lambda d: {d} if isinstance(d, str) else set())
+    if devices is not None:
+        owners = pd.Series([own | more for own, more in zip(owners, devices, strict=True)], index=frame.index)
+
+    def below(own: set[str], topic, partition, offset) -> bool:
+        if pd.isna(partition) or pd.isna(offset):  # a stage row that names no record
+            return False
+        return any(int(offset) < positions[d].get((topic, int(partition)), -1) for d in own if d in positions)
+
+    at = zip(owners, frame["source_topic"], frame["source_partition"], frame["source_offset"], strict=True)
+    return pd.Series([below(*row) for row in at], index=frame.index, dtype=bool)
+
+
+def without_erased(landing: Landing, positions: ErasedPositions) -> tuple[Landing, int]:
+    """`landing` without the records of erased devices (`loom erase`) that Kafka held when they
+    were erased (below the partition's recorded position), rows and error rows alike, whatever
+    their event time; records sent after the erase land. Returns how many went."""
+    if not positions:
         return landing, 0
-
-    def kept(frame: pd.DataFrame, time_column: str) -> pd.Series:
-        through = pd.to_datetime(frame["device_id"].map(erased), utc=True)
-        times = pd.to_datetime(frame[time_column], utc=True)
-        return ~(through.notna() & (times.isna() | (times <= through)))
-
-    rows = kept(landing.rows, "recorded_at") if not landing.rows.empty else pd.Series(dtype=bool)
-    errors = kept(landing.errors, "kafka_timestamp") if not landing.errors.empty else pd.Series(dtype=bool)
+    rows = ~erased_mask(landing.rows, positions)
+    errors = ~erased_mask(landing.errors, positions,
+                          [record_devices(k, v) for k, v in zip(landing.errors["original_key"],
+                                                                 landing.errors["original_value"], strict=True)])
     dropped = int((~rows).sum() + (~errors).sum())
     if not dropped:
         return landing, 0
