@@ -20,6 +20,7 @@ from dagster import (
 )
 from psycopg import sql
 
+from loom_assets import erasure
 from loom_assets.dagster_compat import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from loom_assets.resources.offset_log import mark_landed
 from loom_assets.resources.pg_copy import (
@@ -113,6 +114,7 @@ class PostgresClient(DbClient):
     def connect(self, context, table_slice: TableSlice) -> Iterator[psycopg.Connection]:
         with psycopg.connect(self.database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
             with conn.transaction():
+                erasure.hold_off_erasure(conn, context)
                 yield conn
 
 
@@ -122,14 +124,15 @@ def write_stage(context: OutputContext, table_slice: TableSlice, output: StageOu
     columns = table_columns(connection, table_slice.table)
     definition = context.definition_metadata or {}
     version = definition.get("model_version")
-    frame = output.rows.copy()
+    frame = erasure.keep_unerased(connection, table_slice.table, output.rows, context).copy()
     if version is not None:
         frame["model_version"] = str(version)
     rows = copy_frame(connection, table_slice.table, frame, columns)
     starts = _slice_windows(table_slice)
     span = [d.partitions for d in table_slice.partition_dimensions or []]
     if output.errors is not None and span:
-        replace_errors(connection, output.error_source, span[0].start, span[0].end, output.errors)
+        replace_errors(connection, output.error_source, span[0].start, span[0].end,
+                       erasure.without_erased_errors(connection, output.errors))
     if output.carry is not None and span:
         connection.execute(sql.SQL("DELETE FROM {} WHERE window_start >= %s AND window_start < %s").format(
             sql.Identifier(output.carry_table)), (span[0].start, span[0].end))
@@ -204,6 +207,7 @@ class PostgresLandingTypeHandler(DbTypeHandler[Landing]):
 
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: Landing, connection):
         columns = table_columns(connection, table_slice.table)
+        erasure.keep_unerased(connection, table_slice.table, obj, context)
         refusals = copy_refusing(connection, table_slice.table, obj.rows, columns)
         if refusals:
             context.log.warning(f"{table_slice.table}: PostgreSQL refused {len(refusals)} row(s); kept as error rows")
