@@ -82,7 +82,7 @@ def places(context: AssetExecutionContext, raw: pd.DataFrame, state: pd.DataFram
     regions = location.regions_from_rows(warehouse.query("SELECT * FROM georegions WHERE is_active"))
     with warehouse.connect() as conn:
         addresses = geocoding.reverse_for_points(
-            stays[["latitude", "longitude"]], geocoder.geocoder(), geocoder.cache(conn), GEOCODING_RULES)
+            stays[["latitude", "longitude", "device_id"]], geocoder.geocoder(), geocoder.cache(conn), GEOCODING_RULES)
     found = businesses.nearby_frame(stays)
     # Earlier visits as each window holds them now (its newest version).
     history = warehouse.query(

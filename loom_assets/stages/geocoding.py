@@ -45,8 +45,8 @@ class Cache(Protocol):
     provider_version: str
 
     def nearest(self, latitude: float, longitude: float, within_m: float) -> tuple[Address, int, float] | None: ...
-    def put(self, latitude: float, longitude: float, address: Address) -> int: ...
-    def touch(self, cache_id: int) -> None: ...
+    def put(self, latitude: float, longitude: float, address: Address, device_id: str | None = None) -> int: ...
+    def touch(self, cache_id: int, device_id: str | None = None) -> None: ...
 
 
 FIX_COLUMNS = (
@@ -124,7 +124,8 @@ def geocoded(fixes: pd.DataFrame, last_geocoded: pd.DataFrame | None, geocoder: 
         moved = haversine_m(*previous, lat, lon) if previous else math.nan
         if previous and moved <= rules.min_distance_m:
             continue
-        address, cached, cache_id, cache_distance = _cached_or_looked_up(lat, lon, geocoder, cache, rules)
+        address, cached, cache_id, cache_distance = _cached_or_looked_up(lat, lon, geocoder, cache, rules,
+                                                                          fix["device_id"])
         last[fix["device_id"]] = (lat, lon)
         rows.append({
             **{c: fix[c] for c in FIX_COLUMNS},
@@ -138,17 +139,20 @@ def geocoded(fixes: pd.DataFrame, last_geocoded: pd.DataFrame | None, geocoder: 
 
 
 def reverse_for_points(points: pd.DataFrame, geocoder: Geocoder, cache: Cache, rules: GeocodingRules) -> pd.DataFrame:
-    """The address of arbitrary points (`latitude`, `longitude` columns), cache first: a cached
-    address within `rules.cache_radius_m`, else a lookup that is cached. One row per point, on
+    """The address of arbitrary points (`latitude`, `longitude` columns; `device_id`, when given,
+    is recorded as the cache entry's user), cache first: a cached address within
+    `rules.cache_radius_m`, else a lookup that is cached. One row per point, on
     `points`' index; points without a valid position get an empty row."""
     _check_cache(geocoder, cache)
-    points = with_columns(points, ("latitude", "longitude"))
+    points = with_columns(points, ("latitude", "longitude", "device_id"))
     rows = []
-    for lat, lon in zip(points["latitude"].map(float_or_nan), points["longitude"].map(float_or_nan)):
+    for lat, lon, device_id in zip(points["latitude"].map(float_or_nan), points["longitude"].map(float_or_nan),
+                                   points["device_id"]):
         if not _valid_position(lat, lon):
             rows.append({"latitude": lat, "longitude": lon})
             continue
-        address, cached, cache_id, cache_distance = _cached_or_looked_up(lat, lon, geocoder, cache, rules)
+        address, cached, cache_id, cache_distance = _cached_or_looked_up(
+            lat, lon, geocoder, cache, rules, device_id if isinstance(device_id, str) else None)
         rows.append({
             "latitude": lat, "longitude": lon, **{name: getattr(address, name) for name in ADDRESS_FIELDS},
             "provider": address.provider, "provider_version": address.provider_version,
@@ -157,15 +161,17 @@ def reverse_for_points(points: pd.DataFrame, geocoder: Geocoder, cache: Cache, r
     return typed_frame(rows, POINT_ADDRESS_DTYPES).set_axis(points.index)
 
 
-def _cached_or_looked_up(lat: float, lon: float, geocoder: Geocoder, cache: Cache,
-                         rules: GeocodingRules) -> tuple[Address, bool, int, float]:
+def _cached_or_looked_up(lat: float, lon: float, geocoder: Geocoder, cache: Cache, rules: GeocodingRules,
+                         device_id: str | None) -> tuple[Address, bool, int, float]:
+    """The cached address nearest the point, else a lookup that is cached; the cache notes the
+    device whose fix wrote or reused the entry (erasing the device removes it)."""
     hit = cache.nearest(lat, lon, rules.cache_radius_m)
     if hit is not None:
         address, cache_id, distance = hit
-        cache.touch(cache_id)
+        cache.touch(cache_id, device_id)
         return address, True, cache_id, distance
     address = geocoder.reverse(lat, lon)
-    return address, False, cache.put(lat, lon, address), 0.0
+    return address, False, cache.put(lat, lon, address, device_id), 0.0
 
 
 def _last_points(last_geocoded: pd.DataFrame | None) -> dict[str, tuple[float, float]]:

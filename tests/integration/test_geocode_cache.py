@@ -13,7 +13,7 @@ from loom_assets.stages.geocoding import GeocodingRules, geocoded
 
 pytestmark = pytest.mark.integration
 
-# The table as sql/0004 creates it.
+# The table as sql/0004 creates it (and sql/0021 adds its users).
 DDL = """
 CREATE TABLE IF NOT EXISTS geocode_cache (
     id bigserial PRIMARY KEY, provider text NOT NULL, provider_version text NOT NULL,
@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS geocode_cache (
     created_at timestamptz NOT NULL DEFAULT now(), last_used_at timestamptz NOT NULL DEFAULT now(),
     use_count integer NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS geocode_cache_position ON geocode_cache (provider, latitude, longitude);
+-- and sql/0021: the devices whose fixes wrote or reused each entry
+CREATE TABLE IF NOT EXISTS geocode_cache_devices (
+    cache_id bigint NOT NULL REFERENCES geocode_cache (id) ON DELETE CASCADE, device_id text NOT NULL,
+    PRIMARY KEY (cache_id, device_id));
 """
 
 SF = (37.7749, -122.4194)

@@ -93,23 +93,35 @@ class GeocodeCache:
                           provider_version=self.provider_version, raw=values["raw"] or {})
         return address, row_id, distance
 
-    def put(self, latitude: float, longitude: float, address: Address) -> int:
-        """Cache the address looked up at this point; returns the new row's id."""
+    def put(self, latitude: float, longitude: float, address: Address, device_id: str | None = None) -> int:
+        """Cache the address looked up at this point; returns the new row's id. `device_id`: the
+        device whose fix it is, recorded so that erasing the device removes the entry."""
         _check_provider(self, address)
         with self._connect() as conn:
-            return conn.execute(
+            cache_id = conn.execute(
                 "INSERT INTO geocode_cache (provider, provider_version, latitude, longitude, "
                 f"{', '.join(ADDRESS_FIELDS)}, raw) VALUES ({', '.join(['%s'] * (len(ADDRESS_FIELDS) + 5))})"
                 " RETURNING id",
                 (self.provider, self.provider_version, latitude, longitude,
                  *(getattr(address, k) for k in ADDRESS_FIELDS), Jsonb(address.raw or {})),
             ).fetchone()[0]
+            _record_user(conn, cache_id, device_id)
+            return cache_id
 
-    def touch(self, cache_id: int) -> None:
-        """Count one more use of a cached address (use_count + 1, last_used_at now)."""
+    def touch(self, cache_id: int, device_id: str | None = None) -> None:
+        """Count one more use of a cached address (use_count + 1, last_used_at now), by
+        `device_id` when given."""
         with self._connect() as conn:
             conn.execute("UPDATE geocode_cache SET use_count = use_count + 1, last_used_at = now() WHERE id = %s",
                          (cache_id,))
+            _record_user(conn, cache_id, device_id)
+
+
+def _record_user(conn: psycopg.Connection, cache_id: int, device_id: str | None) -> None:
+    """Note that `device_id`'s fix wrote or reused the entry (sql/0021: what `loom erase` removes)."""
+    if device_id is not None:
+        conn.execute("INSERT INTO geocode_cache_devices (cache_id, device_id) SELECT id, %s FROM geocode_cache"
+                     " WHERE id = %s ON CONFLICT DO NOTHING", (device_id, cache_id))
 
 
 class MemoryGeocodeCache:
@@ -121,20 +133,23 @@ class MemoryGeocodeCache:
         # id -> (latitude, longitude, address); use_count by id.
         self.rows: dict[int, tuple[float, float, Address]] = {}
         self.use_count: dict[int, int] = {}
+        self.users: dict[int, set[str]] = {}  # id -> the devices whose fixes wrote or reused it
 
     def nearest(self, latitude: float, longitude: float, within_m: float) -> tuple[Address, int, float] | None:
         return _closest(latitude, longitude, within_m,
                         ((i, lat, lon, address) for i, (lat, lon, address) in self.rows.items()))
 
-    def put(self, latitude: float, longitude: float, address: Address) -> int:
+    def put(self, latitude: float, longitude: float, address: Address, device_id: str | None = None) -> int:
         _check_provider(self, address)
         cache_id = len(self.rows) + 1
         self.rows[cache_id] = (latitude, longitude, address)
         self.use_count[cache_id] = 1
+        self.users.setdefault(cache_id, set()).update({device_id} - {None})
         return cache_id
 
-    def touch(self, cache_id: int) -> None:
+    def touch(self, cache_id: int, device_id: str | None = None) -> None:
         self.use_count[cache_id] += 1
+        self.users.setdefault(cache_id, set()).update({device_id} - {None})
 
 
 def _check_provider(cache, address: Address) -> None:
