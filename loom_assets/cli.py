@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +24,8 @@ ERROR_TOPIC_RETENTION_DAYS = 7
 DEFAULT_PARTITIONS = 3
 # Devices' clocks run ahead by minutes, not days.
 MAX_TIMESTAMP_AHEAD_MS = 24 * 3600 * 1000
+# `loom erase` asks Kafka for its partitions' positions this many times before giving up.
+WATERMARK_TRIES = 5
 
 
 def _defs():
@@ -261,22 +264,56 @@ def regions_remove(name: str) -> None:
 @click.option("--device", "device_id", required=True, help="The device whose data to erase.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def erase(device_id: str, yes: bool) -> None:
-    """Erase a device: its rows in every table, the blobs only they held, and (from now on) its
-    records still in Kafka, which landing skips when a window is reprocessed."""
+    """Erase a device: its rows in every table, its error rows, the geocode cache entries its
+    fixes used, the blobs only its rows held, and its records still in Kafka (landing skips
+    those below each partition's position at the erase, whatever their event time). Counts
+    again afterwards, and fails if any row of the device remains."""
     import psycopg
 
     from loom_assets.erasure import erase_device
     from loom_assets.resources.blobs import BlobStore
+    from loom_assets.resources.kafka import BrokerUnavailable
 
     if not yes:
         click.confirm(f"Erase every row and blob of device {device_id!r}?", abort=True)
-    with psycopg.connect(_database_url(), autocommit=True) as conn:
-        done = erase_device(conn, BlobStore(), device_id)
+    kafka = _defs().resources()["kafka"]
+    topics = sorted({topic for flow in _defs().FLOWS for topic in flow.topics})
+
+    def positions() -> dict[tuple[str, int], int]:
+        return {tp: high for tp, (_low, high) in kafka.watermarks(kafka.partitions(topics)).items()}
+
+    def high_watermarks() -> dict[tuple[str, int], int]:
+        # A partition whose leader is moving answers "not leader" for a moment: ask again.
+        for _ in range(WATERMARK_TRIES - 1):
+            try:
+                return positions()
+            except BrokerUnavailable as error:
+                click.echo(f"Kafka: {error}; asking again", err=True)
+                time.sleep(1.0)
+        return positions()
+
+    try:
+        with psycopg.connect(_database_url(), autocommit=True) as conn:
+            done = erase_device(conn, BlobStore(), device_id, high_watermarks)
+    except BrokerUnavailable as error:
+        _die(f"Kafka did not tell its partitions' positions ({error}): nothing was erased; try again")
     for table, count in sorted(done.rows.items()):
         click.echo(f"{table:40} {count:8d} rows")
-    click.echo(f"erased {sum(done.rows.values())} rows and {done.blobs_removed} blobs of {device_id!r} "
-               f"through {done.erased_through:%Y-%m-%d %H:%M:%S %Z}; its raw messages stay in Kafka until "
-               "topic retention, and landing skips them")
+    click.echo(f"{'error rows (by device, key or envelope)':40} {done.error_rows:8d} rows")
+    click.echo(f"{'geocode cache entries':40} {done.cache_entries:8d} entries")
+    click.echo(f"{'blobs':40} {done.blobs_removed:8d} blobs")
+    click.echo(f"erased {sum(done.rows.values()) + done.error_rows} rows, {done.cache_entries} cache entries "
+               f"and {done.blobs_removed} blobs of {device_id!r} at {done.erased_at:%Y-%m-%d %H:%M:%S %Z}")
+    click.echo(f"its records in Kafka up to these positions are skipped when a window is landed again "
+               f"({len(done.positions)} partitions):")
+    for (topic, partition), offset in sorted(done.positions.items()):
+        click.echo(f"  {topic}/{partition} below offset {offset}")
+    left = {table: n for table, n in done.remaining.items() if n}
+    click.echo(f"counted again: {', '.join(f'{t} {n}' for t, n in sorted(done.remaining.items()))}")
+    if left:
+        _die(f"rows of {device_id!r} remain after the erase: "
+             + ", ".join(f"{table} {n}" for table, n in sorted(left.items())))
+    click.echo(f"0 rows of {device_id!r} remain in the {len(done.remaining)} tables that can hold them")
 
 
 @main.group()
