@@ -16,6 +16,7 @@ from dagster import DagsterInvariantViolationError, InputContext
 from psycopg import sql
 
 from loom_assets.resources.blobs import BlobStore
+from loom_assets.resources.geocoder import search_key
 from loom_assets.stages.landing import ErasedPositions, Landing, erased_mask, record_devices, without_erased
 
 # One advisory lock (two-key form, as the planning lock): `loom erase` takes it exclusive, every
@@ -36,7 +37,7 @@ class Erasure:
     erased_at: datetime
     rows: dict[str, int]  # table -> rows deleted
     error_rows: int
-    cache_entries: int
+    cache_entries: int  # geocode_cache (reverse) and geocode_search_cache (place texts)
     blobs_removed: int
     positions: dict[tuple[str, int], int]  # (topic, partition) -> first offset that lands again
     remaining: dict[str, int]  # table -> the device's rows counted again after the commit
@@ -91,7 +92,8 @@ def erase_device(conn: psycopg.Connection, blobs: BlobStore, device_id: str,
         at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         positions = {tp: int(offset) for tp, offset in high_watermarks().items()}
         held = referenced_blobs(conn, device_id)
-        cache_entries = _delete_cache_entries(conn, device_id)  # before the geocoded rows naming them go
+        # Before the rows naming them go: the cache entries its fixes and its events' places used.
+        cache_entries = _delete_cache_entries(conn, device_id) + _delete_searches(conn, device_id)
         error_rows = _delete_error_rows(conn, device_id)
         rows = {}
         for table in device_tables(conn):
@@ -172,9 +174,23 @@ def _delete_cache_entries(conn: psycopg.Connection, device_id: str) -> int:
     fix was, possibly the device's own, and deleting a cache entry costs another device one lookup."""
     entries = _cache_entries_of(conn, device_id)
     if entries:
-        conn.execute("DELETE FROM geocode_cache WHERE id = ANY(%s)", (entries,))
+        conn.execute("DELETE FROM geocode_cache WHERE id = ANY(%s::bigint[])", (entries,))
     conn.execute("DELETE FROM geocode_cache_devices WHERE device_id = %s", (device_id,))
     return len(entries)
+
+
+def _delete_searches(conn: psycopg.Connection, device_id: str) -> int:
+    """Delete the forward-geocoding answers (`geocode_search_cache`, keyed by the place text) of
+    the location texts in the device's rows (its calendar events), shared or not, as above."""
+    texts: set[str] = set()
+    for (table,) in conn.execute(
+            "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND column_name = 'location' AND data_type = 'text' AND table_name = ANY(%s)", (device_tables(conn),)):
+        texts.update(text for (text,) in conn.execute(
+            sql.SQL("SELECT DISTINCT location FROM {} WHERE device_id = %s AND location IS NOT NULL")
+            .format(sql.Identifier(table)), (device_id,)))
+    queries = sorted({search_key(text) for text in texts} - {""})
+    return conn.execute("DELETE FROM geocode_search_cache WHERE query = ANY(%s::text[])", (queries,)).rowcount
 
 
 # -- what writers check -----------------------------------------------------------------------
@@ -228,8 +244,9 @@ def keep_unerased(conn: psycopg.Connection, table: str, obj, context):
     # The geocode cache entries the step wrote or reused for those devices while the erase ran
     # go with their rows.
     used = [int(i) for i in obj.loc[dropped, "cache_id"].dropna().unique()] if "cache_id" in obj.columns else []
-    conn.execute("DELETE FROM geocode_cache WHERE id = ANY(%s) OR id IN (SELECT cache_id FROM geocode_cache_devices"
-                 " WHERE device_id = ANY(%s))", (used, sorted(set(obj.loc[dropped, "device_id"]))))
+    conn.execute("DELETE FROM geocode_cache WHERE id = ANY(%s::bigint[]) OR id IN (SELECT cache_id"
+                 " FROM geocode_cache_devices WHERE device_id = ANY(%s::text[]))",
+                 (used, sorted(set(obj.loc[dropped, "device_id"]))))
     _log(context, table, int(dropped.sum()))
     return obj[~dropped].reset_index(drop=True)
 
