@@ -224,7 +224,7 @@ def test_the_devices_error_rows_go_by_key_and_by_envelope(loom_env):
 def test_the_geocode_cache_entries_the_devices_fixes_used_go(loom_env):
     import pandas as pd
 
-    from loom_assets.resources.geocoder import Address, GeocodeCache
+    from loom_assets.resources.geocoder import Address, GeocodeCache, search_key
     from loom_assets.stages.geocoding import GeocodingRules, geocoded
 
     class Geocoder:
@@ -249,7 +249,31 @@ def test_the_geocode_cache_entries_the_devices_fixes_used_go(loom_env):
     geocoded(fixes(gone, [home, office]), None, Geocoder(), cache, GeocodingRules())  # reuses the office entry
     names = lambda: sorted(table(url, "geocode_cache", order="id")["name"])  # noqa: E731
     assert len(names()) == 3
+    # Calendar events' place texts, looked up forward (text -> place) and cached by text.
+    with psycopg.connect(url) as conn:
+        for offset, (device, location) in enumerate([(gone, "Kunsthaus  Zürich, Heimplatz 1"), (OTHER, "Rietberg")]):
+            conn.execute(
+                "INSERT INTO calendar_raw (window_start, device_id, recorded_at, schema_version, message_id,"
+                " source_topic, source_partition, source_offset, ingested_at, event_id, start_time, all_day,"
+                " location) VALUES (%s, %s, %s, '1.0', %s, 'calendar.events.raw', 0, %s, %s, %s, %s, false, %s)",
+                (t0, device, t0, f"m{offset}", offset, t0, f"e{offset}", t0, location))
+            conn.execute("INSERT INTO geocode_search_cache (provider, provider_version, query) VALUES ('fake', '1', %s)",
+                         (search_key(location),))
 
     output = invoke("erase", "--device", gone, "--yes")
     assert names() == ["47.3600,8.5600"]  # the park only the other device asked about
+    assert list(table(url, "geocode_search_cache", order="query")["query"]) == ["rietberg"]
     assert "geocode cache entries" in output and f"0 rows of {gone!r} remain" in output
+
+
+def test_the_erase_fails_when_a_row_of_the_device_is_still_there_afterwards(loom_env, monkeypatch):
+    from click.testing import CliRunner
+
+    from loom_assets import erasure
+    from loom_assets.cli import main
+
+    counted = {"app_lifecycle_raw": 1, "processing_errors": 0, "geocode_cache": 0}
+    monkeypatch.setattr(erasure, "remaining", lambda conn, device_id: counted)
+    result = CliRunner().invoke(main, ["erase", "--device", OTHER, "--yes"])
+    assert result.exit_code == 1
+    assert f"rows of {OTHER!r} remain after the erase: app_lifecycle_raw 1" in result.output
