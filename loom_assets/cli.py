@@ -304,12 +304,15 @@ def erase(device_id: str, yes: bool) -> None:
     click.echo(f"{'blobs':40} {done.blobs_removed:8d} blobs")
     click.echo(f"erased {sum(done.rows.values()) + done.error_rows} rows, {done.cache_entries} cache entries "
                f"and {done.blobs_removed} blobs of {device_id!r} at {done.erased_at:%Y-%m-%d %H:%M:%S %Z}")
-    click.echo(f"its records in Kafka up to these positions are skipped when a window is landed again "
+    click.echo(f"its records in Kafka below these positions are skipped when a window is landed again "
                f"({len(done.positions)} partitions):")
     for (topic, partition), offset in sorted(done.positions.items()):
         click.echo(f"  {topic}/{partition} below offset {offset}")
     left = {table: n for table, n in done.remaining.items() if n}
-    click.echo(f"counted again: {', '.join(f'{t} {n}' for t, n in sorted(done.remaining.items()))}")
+    touched = sorted({*done.rows, "processing_errors", "geocode_cache"} | set(left))
+    click.echo("counted again after the erase:")
+    for table in touched:
+        click.echo(f"  {table:38} {done.remaining[table]:8d} rows of {device_id!r}")
     if left:
         _die(f"rows of {device_id!r} remain after the erase: "
              + ", ".join(f"{table} {n}" for table, n in sorted(left.items())))
