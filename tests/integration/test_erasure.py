@@ -7,6 +7,7 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import psycopg
 import pytest
 from confluent_kafka import Producer
@@ -146,11 +147,13 @@ def test_a_record_the_device_sends_after_its_erase_lands(loom_env):
     assert raw_devices(url) == [device]
 
 
-@pytest.mark.parametrize("step", ["raw", "enriched"])
+@pytest.mark.parametrize("step", ["raw", "enriched", "enriched by read time alone"])
 def test_an_erase_while_a_run_is_between_reading_and_writing_leaves_none_of_the_devices_rows(
         loom_env, monkeypatch, step):
     """The run reads the device's records (raw: from Kafka; enriched: the raw rows), the device
-    is erased, then the run writes: the write drops them."""
+    is erased, then the run writes: the write drops them (a stage's rows by their records'
+    positions, and by when the step began reading, which alone must suffice too)."""
+    from loom_assets import erasure
     from loom_assets.flows import base
     from loom_assets.stages import app_lifecycle
 
@@ -175,6 +178,8 @@ def test_an_erase_while_a_run_is_between_reading_and_writing_leaves_none_of_the_
         monkeypatch.setattr(base, "store_blobs", erasing_first(base.store_blobs))
     else:
         monkeypatch.setattr(app_lifecycle, "enrich", erasing_first(app_lifecycle.enrich))
+    if step == "enriched by read time alone":
+        monkeypatch.setattr(erasure, "erased_mask", lambda frame, *_: pd.Series(False, index=frame.index))
     rerun_windows(url, "app_lifecycle")
 
     assert erased
@@ -222,8 +227,6 @@ def test_the_devices_error_rows_go_by_key_and_by_envelope(loom_env):
 
 
 def test_the_geocode_cache_entries_the_devices_fixes_used_go(loom_env):
-    import pandas as pd
-
     from loom_assets.resources.geocoder import Address, GeocodeCache, search_key
     from loom_assets.stages.geocoding import GeocodingRules, geocoded
 
