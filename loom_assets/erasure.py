@@ -7,7 +7,7 @@ write transaction of the IO manager takes shared, first, and the write re-checks
 it, so a run that read its inputs before an erase writes none of the device's rows after it."""
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pandas as pd
@@ -17,6 +17,7 @@ from psycopg import sql
 
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.geocoder import search_key
+from loom_assets.resources.stage_windows import StageOutput
 from loom_assets.stages.landing import ErasedPositions, Landing, erased_mask, record_devices, without_erased
 
 # One advisory lock (two-key form, as the planning lock): `loom erase` takes it exclusive, every
@@ -27,7 +28,8 @@ ERASURE_TABLES = ("erased_devices", "erasure_positions")
 ERROR_KEY_COLUMNS = ("flow", "window_start", "source_topic", "source_partition", "source_offset")
 
 # (run id, step key) -> when the step began reading its inputs (the database's clock): a stage's
-# rows of a device erased after that were computed from data the erase removed.
+# rows of a device erased after that were computed from data the erase removed. Taken by the
+# step's write.
 _read_at: dict[tuple[str, str], datetime] = {}
 
 
@@ -218,17 +220,28 @@ def hold_off_erasure(conn: psycopg.Connection, context) -> None:
 
 
 def keep_unerased(conn: psycopg.Connection, table: str, obj, context):
-    """`obj` (a raw `Landing`, changed in place, or a stage's DataFrame) without what an erase
-    removed after it was read, in the write's transaction (under the shared erasure lock):
-    records of an erased device below its recorded positions, and stage rows of a device erased
-    after the step began reading its inputs."""
+    """`obj` without what an erase removed after it was read, in the write's transaction (under
+    the shared erasure lock): records of an erased device below its recorded positions, and a
+    stage's rows of a device erased after the step began reading its inputs. A raw `Landing` is
+    changed in place (its asset publishes the error rows left); a `StageOutput` comes back with
+    its rows, error rows and carry filtered; a DataFrame comes back filtered."""
     if isinstance(obj, Landing):
         kept, dropped = without_erased(obj, erasure_positions(conn))
         obj.rows, obj.errors, obj.records = kept.rows, kept.errors, kept.records
         _log(context, table, dropped)
         return obj
     read_at = _read_at.pop(_writing_step(context), None)
-    if not isinstance(obj, pd.DataFrame) or obj.empty or "device_id" not in obj.columns:
+    if isinstance(obj, StageOutput):
+        return replace(
+            obj, rows=_unerased_rows(conn, table, obj.rows, read_at, context),
+            errors=None if obj.errors is None else without_erased_errors(conn, obj.errors),
+            carry=None if obj.carry is None else _unerased_rows(conn, obj.carry_table, obj.carry, read_at, context))
+    return _unerased_rows(conn, table, obj, read_at, context)
+
+
+def _unerased_rows(conn: psycopg.Connection, table: str, obj: pd.DataFrame, read_at: datetime | None,
+                   context) -> pd.DataFrame:
+    if obj.empty or "device_id" not in obj.columns:
         return obj
     erased = erased_at(conn)
     if not erased:

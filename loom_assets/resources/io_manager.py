@@ -122,17 +122,17 @@ def write_stage(context: OutputContext, table_slice: TableSlice, output: StageOu
     """A stage's window(s): its rows, its error rows, the carry it leaves for the next window and
     the version that wrote each window, in the transaction that replaced the window."""
     columns = table_columns(connection, table_slice.table)
+    output = erasure.keep_unerased(connection, table_slice.table, output, context)
     definition = context.definition_metadata or {}
     version = definition.get("model_version")
-    frame = erasure.keep_unerased(connection, table_slice.table, output.rows, context).copy()
+    frame = output.rows.copy()
     if version is not None:
         frame["model_version"] = str(version)
     rows = copy_frame(connection, table_slice.table, frame, columns)
     starts = _slice_windows(table_slice)
     span = [d.partitions for d in table_slice.partition_dimensions or []]
     if output.errors is not None and span:
-        replace_errors(connection, output.error_source, span[0].start, span[0].end,
-                       erasure.without_erased_errors(connection, output.errors))
+        replace_errors(connection, output.error_source, span[0].start, span[0].end, output.errors)
     if output.carry is not None and span:
         connection.execute(sql.SQL("DELETE FROM {} WHERE window_start >= %s AND window_start < %s").format(
             sql.Identifier(output.carry_table)), (span[0].start, span[0].end))
