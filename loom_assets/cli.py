@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,8 +23,6 @@ ERROR_TOPIC_RETENTION_DAYS = 7
 DEFAULT_PARTITIONS = 3
 # Devices' clocks run ahead by minutes, not days.
 MAX_TIMESTAMP_AHEAD_MS = 24 * 3600 * 1000
-# `loom erase` asks Kafka for its partitions' positions this many times before giving up.
-WATERMARK_TRIES = 5
 
 
 def _defs():
@@ -270,7 +267,7 @@ def erase(device_id: str, yes: bool) -> None:
     again afterwards, and fails if any row of the device remains."""
     import psycopg
 
-    from loom_assets.erasure import erase_device
+    from loom_assets.erasure import erase_device, high_watermarks, report
     from loom_assets.resources.blobs import BlobStore
     from loom_assets.resources.kafka import BrokerUnavailable
 
@@ -278,41 +275,14 @@ def erase(device_id: str, yes: bool) -> None:
         click.confirm(f"Erase every row and blob of device {device_id!r}?", abort=True)
     kafka = _defs().resources()["kafka"]
     topics = sorted({topic for flow in _defs().FLOWS for topic in flow.topics})
-
-    def positions() -> dict[tuple[str, int], int]:
-        return {tp: high for tp, (_low, high) in kafka.watermarks(kafka.partitions(topics)).items()}
-
-    def high_watermarks() -> dict[tuple[str, int], int]:
-        # A partition whose leader is moving answers "not leader" for a moment: ask again.
-        for _ in range(WATERMARK_TRIES - 1):
-            try:
-                return positions()
-            except BrokerUnavailable as error:
-                click.echo(f"Kafka: {error}; asking again", err=True)
-                time.sleep(1.0)
-        return positions()
-
     try:
         with psycopg.connect(_database_url(), autocommit=True) as conn:
-            done = erase_device(conn, BlobStore(), device_id, high_watermarks)
+            done = erase_device(conn, BlobStore(), device_id,
+                                lambda: high_watermarks(kafka, topics, lambda m: click.echo(m, err=True)))
     except BrokerUnavailable as error:
         _die(f"Kafka did not tell its partitions' positions ({error}): nothing was erased; try again")
-    for table, count in sorted(done.rows.items()):
-        click.echo(f"{table:40} {count:8d} rows")
-    click.echo(f"{'error rows (by device, key or envelope)':40} {done.error_rows:8d} rows")
-    click.echo(f"{'geocode cache entries':40} {done.cache_entries:8d} entries")
-    click.echo(f"{'blobs':40} {done.blobs_removed:8d} blobs")
-    click.echo(f"erased {sum(done.rows.values()) + done.error_rows} rows, {done.cache_entries} cache entries "
-               f"and {done.blobs_removed} blobs of {device_id!r} at {done.erased_at:%Y-%m-%d %H:%M:%S %Z}")
-    click.echo(f"its records in Kafka below these positions are skipped when a window is landed again "
-               f"({len(done.positions)} partitions):")
-    for (topic, partition), offset in sorted(done.positions.items()):
-        click.echo(f"  {topic}/{partition} below offset {offset}")
-    left = {table: n for table, n in done.remaining.items() if n}
-    touched = sorted({*done.rows, "processing_errors", "geocode_cache"} | set(left))
-    click.echo("counted again after the erase:")
-    for table in touched:
-        click.echo(f"  {table:38} {done.remaining[table]:8d} rows of {device_id!r}")
+    lines, left = report(done)
+    click.echo("\n".join(lines))
     if left:
         _die(f"rows of {device_id!r} remain after the erase: "
              + ", ".join(f"{table} {n}" for table, n in sorted(left.items())))

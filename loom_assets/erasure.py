@@ -6,7 +6,8 @@ An erase and a write never interleave: the erase holds an exclusive advisory loc
 write transaction of the IO manager takes shared, first, and the write re-checks erasure under
 it, so a run that read its inputs before an erase writes none of the device's rows after it."""
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -17,14 +18,17 @@ from psycopg import sql
 
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.geocoder import search_key
+from loom_assets.resources.kafka import BrokerUnavailable, KafkaResource
 from loom_assets.resources.stage_windows import StageOutput
-from loom_assets.stages.landing import ErasedPositions, Landing, erased_mask, record_devices, without_erased
+from loom_assets.stages.landing import Landing, erased_mask, record_devices, without_erased
 
 # One advisory lock (two-key form, as the planning lock): `loom erase` takes it exclusive, every
 # write transaction of the IO manager takes it shared.
 LOCK_KEY = "hashtext('loom.erasure'), 0"
 # Tables that record erasures rather than hold a device's data.
 ERASURE_TABLES = ("erased_devices", "erasure_positions")
+# `loom erase` asks Kafka for its partitions' positions this many times before giving up.
+WATERMARK_TRIES = 5
 ERROR_KEY_COLUMNS = ("flow", "window_start", "source_topic", "source_partition", "source_offset")
 
 # (run id, step key) -> when the step began reading its inputs (the database's clock): a stage's
@@ -193,6 +197,40 @@ def _delete_searches(conn: psycopg.Connection, device_id: str) -> int:
             .format(sql.Identifier(table)), (device_id,)))
     queries = sorted({search_key(text) for text in texts} - {""})
     return conn.execute("DELETE FROM geocode_search_cache WHERE query = ANY(%s::text[])", (queries,)).rowcount
+
+
+def high_watermarks(kafka: KafkaResource, topics: Iterable[str], say: Callable[[str], None]
+                    ) -> dict[tuple[str, int], int]:
+    """The high watermark of every partition of `topics` now. A partition whose leader is moving
+    answers "not leader" for a moment: asked again, a few times, a second apart."""
+    def positions() -> dict[tuple[str, int], int]:
+        return {tp: high for tp, (_low, high) in kafka.watermarks(kafka.partitions(topics)).items()}
+
+    for _ in range(WATERMARK_TRIES - 1):
+        try:
+            return positions()
+        except BrokerUnavailable as error:
+            say(f"Kafka: {error}; asking again")
+            time.sleep(1.0)
+    return positions()
+
+
+def report(done: Erasure) -> tuple[list[str], dict[str, int]]:
+    """What `loom erase` prints of an erasure, and the tables where rows of the device remain."""
+    lines = [f"{table:40} {count:8d} rows" for table, count in sorted(done.rows.items())]
+    lines += [f"{'error rows (by device, key or envelope)':40} {done.error_rows:8d} rows",
+              f"{'geocode cache entries':40} {done.cache_entries:8d} entries",
+              f"{'blobs':40} {done.blobs_removed:8d} blobs",
+              f"erased {sum(done.rows.values()) + done.error_rows} rows, {done.cache_entries} cache entries and "
+              f"{done.blobs_removed} blobs of {done.device_id!r} at {done.erased_at:%Y-%m-%d %H:%M:%S %Z}",
+              "its records in Kafka below these positions are skipped when a window is landed again "
+              f"({len(done.positions)} partitions):"]
+    lines += [f"  {topic}/{partition} below offset {offset}" for (topic, partition), offset in sorted(done.positions.items())]
+    left = {table: n for table, n in done.remaining.items() if n}
+    lines.append("counted again after the erase:")
+    lines += [f"  {table:38} {done.remaining[table]:8d} rows of {done.device_id!r}"
+              for table in sorted({*done.rows, "processing_errors", "geocode_cache"} | set(left))]
+    return lines, left
 
 
 # -- what writers check -----------------------------------------------------------------------
