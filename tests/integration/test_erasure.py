@@ -67,7 +67,7 @@ def test_erasing_a_device_removes_its_rows_and_blobs_for_good(loom_env):
     assert {"app_lifecycle_raw", "app_lifecycle_enriched", "screenshot_ocr_raw", "screenshot_ocr_text",
             "processing_errors"} <= set(before)
     other_before = device_rows(url, OTHER)
-    own_uri = table(url, f"screenshot_ocr_raw WHERE image_data_uri LIKE '%.jpg'")["image_data_uri"].iloc[0]
+    own_uri = table(url, "screenshot_ocr_raw WHERE image_data_uri LIKE '%.jpg'")["image_data_uri"].iloc[0]
     assert store.exists(own_uri)
 
     output = invoke("erase", "--device", DEVICE, "--yes")

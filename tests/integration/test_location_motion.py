@@ -15,7 +15,7 @@ from dagster import AssetKey, DagsterInstance
 
 from loom_assets.cli import main
 
-from tests.integration.test_spine import DEVICE, flat, invoke, nested, produce, table
+from tests.integration.test_spine import flat, invoke, nested, produce, table
 
 pytestmark = pytest.mark.integration
 
