@@ -241,11 +241,6 @@ class Warehouse(ConfigurableResource):
                  [int(o) for o in errors["source_offset"]], flow, start, end),
             )
 
-    def replace_errors(self, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
-        """Errors of a window are rewritten with the window, so a re-run leaves the same rows."""
-        with self.connect() as conn, conn.transaction():
-            replace_errors(conn, flow, start, end, errors)
-
 
 def replace_errors(conn: psycopg.Connection, flow: str, start: datetime, end: datetime, errors: pd.DataFrame) -> None:
     """The error rows of `flow` for windows in [start, end), in the caller's transaction."""

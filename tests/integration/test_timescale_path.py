@@ -221,6 +221,8 @@ def test_every_timeseries_table_is_a_hypertable_with_its_chunks_compression_and_
 
 
 def test_latest_view_shows_only_the_newest_model_version_per_window(timescale):
+    """`_latest` shows each window's rows of the version Loom recorded as written last for it
+    (loom_stage_windows), not the newest `processed_at` nor the greatest name."""
     device = str(uuid.uuid4())
     now = datetime.now(UTC).replace(microsecond=0)
     first, second = now - timedelta(hours=2), now - timedelta(hours=1)
@@ -252,6 +254,11 @@ def test_latest_view_shows_only_the_newest_model_version_per_window(timescale):
             row(second, "v1", now - timedelta(minutes=10), 3),
             row(second, "v1", now - timedelta(minutes=10), 4),
         ])
+        # What the IO manager records with each write: the version written last per window.
+        for window, version in ((first, "v2"), (second, "v1")):
+            conn.execute("INSERT INTO loom_stage_windows (table_name, window_start, model_version, rows)"
+                         " VALUES ('app_lifecycle_enriched', %s, %s, 1) ON CONFLICT (table_name, window_start)"
+                         " DO UPDATE SET model_version = EXCLUDED.model_version", (window, version))
         latest = conn.execute(
             "SELECT window_start, model_version, source_offset FROM app_lifecycle_enriched_latest"
             " WHERE device_id = %s ORDER BY window_start, source_offset", (device,)).fetchall()
