@@ -77,7 +77,7 @@ def resources() -> dict:
 
 defs = Definitions(
     assets=[a for flow in FLOWS for a in flow.assets],
-    jobs=[flow.job for flow in FLOWS] + [housekeeping_job, email.FETCH_JOB, hackernews.FETCH_JOB, calendar.FETCH_JOB],
+    jobs=[*(flow.job for flow in FLOWS), *(flow.fetcher[0] for flow in FLOWS if flow.fetcher), housekeeping_job],
     sensors=[
         *(window_sensor(flow) for flow in FLOWS),
         # A stage reading another flow by event time runs again when that flow's window of its
@@ -86,7 +86,7 @@ defs = Definitions(
           for flow in FLOWS for stage, read in flow.reads),
     ],
     schedules=[housekeeping_schedule, *(reprocess_schedule(flow) for flow in FLOWS if flow.stages),
-               email.FETCH_SCHEDULE, hackernews.FETCH_SCHEDULE, calendar.FETCH_SCHEDULE],
+               *(flow.fetcher[1] for flow in FLOWS if flow.fetcher)],
     resources=resources(),
     # Run logs as redacted JSON lines for log shippers; the flow and fetch jobs select it in
     # their config.

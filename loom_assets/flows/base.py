@@ -26,6 +26,8 @@ from dagster import (
     BetaWarning,
     ConfigurableResource,
     Failure,
+    JobDefinition,
+    ScheduleDefinition,
     HookContext,
     MetadataValue,
     Output,
@@ -115,6 +117,8 @@ class Flow:
     ordered: bool = False
     # (stage, what it reads of another flow by event time), as the stages declare them.
     reads: list[tuple[AssetKey, EventTime]] = field(default_factory=list)
+    # The job and schedule that fetch the flow's records from an outside source, if it has one.
+    fetcher: tuple[JobDefinition, ScheduleDefinition] | None = None
 
     def __post_init__(self) -> None:
         unknown = [topic for topic in self.topics if topic not in TOPICS]

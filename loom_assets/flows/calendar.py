@@ -18,20 +18,20 @@ FLOW = Flow(
     topics=(calendar_fetcher.TOPIC,),
     description="Calendar events fetched from ICS URLs and CalDAV by the calendar fetcher.",
     alert_error_rate=0.1,  # docs/flows/calendar.md#retries-and-alerts
+    # Its fetcher: a job and its schedule, publishing to the flow's topic.
+    fetcher=fetcher(
+        source=calendar_fetcher.SOURCE,
+        topic=calendar_fetcher.TOPIC,
+        accounts=calendar_fetcher.accounts,
+        fetch=calendar_fetcher.fetch,
+        # docs/flows/calendar.md#fetcher: every 30 minutes
+        cron=calendar_fetcher.fetch_cron(settings().calendar_fetch_interval_minutes),
+        description="Fetch calendar events (ICS URLs, CalDAV; 30 days back to 60 ahead, recurring events "
+                    "expanded, declined invitations skipped) and publish what changed to "
+                    f"`{calendar_fetcher.TOPIC}`.",
+    ),
 )
 RULES = calendar.CalendarRules(internal_domains=settings().calendar_internal_domains)
-
-FETCH_JOB, FETCH_SCHEDULE = fetcher(
-    source=calendar_fetcher.SOURCE,
-    topic=calendar_fetcher.TOPIC,
-    accounts=calendar_fetcher.accounts,
-    fetch=calendar_fetcher.fetch,
-    # docs/flows/calendar.md#fetcher: every 30 minutes
-    cron=calendar_fetcher.fetch_cron(settings().calendar_fetch_interval_minutes),
-    description="Fetch calendar events (ICS URLs, CalDAV; 30 days back to 60 ahead, recurring events "
-                "expanded, declined invitations skipped) and publish what changed to "
-                f"`{calendar_fetcher.TOPIC}`.",
-)
 
 raw = FLOW.raw
 

@@ -14,13 +14,13 @@ FLOW = Flow(
     topics=(email_fetcher.TOPIC,),
     description="Email messages fetched over IMAP (INBOX and Sent) by the email fetcher.",
     alert_error_rate=0.1,  # docs/flows/email.md#retries-and-alerts
-)
-
-FETCH_JOB, FETCH_SCHEDULE = fetcher(
-    "email", email_fetcher.TOPIC, email_fetcher.accounts, email_fetcher.fetch,
-    cron=f"*/{email_fetcher.FETCH_INTERVAL_MINUTES} * * * *",
-    description="Fetch new mail of INBOX and Sent (≤ 30 days) from every LOOM_EMAIL_ADDRESS_i account "
-                "over IMAP/TLS and publish it whole to external.email.events.raw.",
+    # Its fetcher: a job and its schedule, publishing to the flow's topic.
+    fetcher=fetcher(
+        "email", email_fetcher.TOPIC, email_fetcher.accounts, email_fetcher.fetch,
+        cron=f"*/{email_fetcher.FETCH_INTERVAL_MINUTES} * * * *",
+        description="Fetch new mail of INBOX and Sent (≤ 30 days) from every LOOM_EMAIL_ADDRESS_i account "
+                    "over IMAP/TLS and publish it whole to external.email.events.raw.",
+    ),
 )
 
 raw = FLOW.raw

@@ -14,18 +14,18 @@ FLOW = Flow(
     topics=(fetcher_hn.TOPIC,),
     description="A Hacker News user's favorites and submissions, fetched by the HN fetcher.",
     alert_error_rate=0.2,  # docs/flows/hackernews.md#retries-and-alerts
+    # Its fetcher: a job and its schedule, publishing to the flow's topic.
+    fetcher=fetcher(
+        fetcher_hn.SOURCE, fetcher_hn.TOPIC, fetcher_hn.accounts, fetcher_hn.fetch,
+        cron="0 */6 * * *",  # docs/flows/hackernews.md#fetcher: every 6 hours
+        description="Publish new Hacker News favorites and submissions of each LOOM_HACKERNEWS_USERNAME "
+                    "(at most 100 item requests a run) to external.hackernews.activity.raw.",
+    ),
 )
 RULES = hn.HackerNewsRules()
 # Stages that read pages off the open web share one concurrency pool, so a backfill of many
 # windows does not open many downloads at once (dagster.yaml's default pool limit applies).
 WEB_POOL = "web"
-
-FETCH_JOB, FETCH_SCHEDULE = fetcher(
-    fetcher_hn.SOURCE, fetcher_hn.TOPIC, fetcher_hn.accounts, fetcher_hn.fetch,
-    cron="0 */6 * * *",  # docs/flows/hackernews.md#fetcher: every 6 hours
-    description="Publish new Hacker News favorites and submissions of each LOOM_HACKERNEWS_USERNAME "
-                "(at most 100 item requests a run) to external.hackernews.activity.raw.",
-)
 
 raw = FLOW.raw
 

@@ -17,10 +17,10 @@ ACCOUNT_SETTINGS = {
 def test_a_fetch_schedule_runs_only_once_an_account_is_configured(flow, monkeypatch):
     for name in ACCOUNT_SETTINGS[email] | ACCOUNT_SETTINGS[calendar] | ACCOUNT_SETTINGS[hackernews]:
         monkeypatch.delenv(name, raising=False)
-    idle = flow.FETCH_SCHEDULE.evaluate_tick(build_schedule_context())
+    idle = flow.FLOW.fetcher[1].evaluate_tick(build_schedule_context())
     assert not idle.run_requests and "no" in idle.skip_message and "accounts configured" in idle.skip_message
     for name, value in ACCOUNT_SETTINGS[flow].items():
         monkeypatch.setenv(name, value)
-    busy = flow.FETCH_SCHEDULE.evaluate_tick(build_schedule_context())
+    busy = flow.FLOW.fetcher[1].evaluate_tick(build_schedule_context())
     assert len(busy.run_requests) == 1 and busy.skip_message is None
-    assert flow.FETCH_SCHEDULE.job_name == f"{flow.FLOW.name}_fetch"
+    assert flow.FLOW.fetcher[1].job_name == f"{flow.FLOW.name}_fetch"

@@ -44,3 +44,15 @@ def test_a_stage_that_takes_state_must_declare_what_it_carries():
     assert not {"state", "fixes"} & set(carried.keys_by_input_name)  # the framework passes them
     assert AssetKey(["location", "raw"]) in carried.asset_deps[carried.key]
     assert carried.metadata_by_key[carried.key]["carry"]["per"] == ["device_id"]
+
+
+def test_every_topic_is_declared_once_and_read_by_one_flow():
+    from loom_assets.demo.constants import DEMO_TOPICS
+    from loom_assets.events.topics import TOPICS
+
+    landed = [topic for flow in definitions.FLOWS for topic in flow.topics]
+    assert sorted(landed) == sorted(TOPICS)  # each declared topic lands in exactly one flow
+    assert set(DEMO_TOPICS) <= set(TOPICS)
+    assert {flow.name for flow in definitions.FLOWS if flow.fetcher} == {"email", "calendar", "hackernews"}
+    jobs = {job.name for job in definitions.defs.resolve_all_job_defs()}
+    assert {f"{name}_fetch" for name in ("email", "calendar", "hackernews")} <= jobs
