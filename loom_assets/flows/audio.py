@@ -6,11 +6,10 @@ import importlib.metadata
 import pandas as pd
 from dagster import AssetExecutionContext, RetryPolicy
 
-from loom_assets.flows.base import Flow, StageOutput
+from loom_assets.flows.base import Carry, Flow, StageOutput
 from loom_assets.flows.embeddings import Embedded, embeddings_stage
 from loom_assets.models.speech import WHISPER_DEFAULT, WHISPER_PACKAGE
 from loom_assets.resources.models import Models
-from loom_assets.resources.warehouse import Warehouse
 from loom_assets.settings import settings
 from loom_assets.stages import audio, speech
 
@@ -34,18 +33,18 @@ raw = FLOW.raw
     logic_version="1",
     rules_version=f"{VAD_VERSION}-rules{VAD_RULES.version}",
     retry=RetryPolicy(max_retries=3, delay=1),  # docs/flows/audio.md#retries-and-alerts: 3 retries, 1 s
-    ordered=True,
+    # The VAD stream each window leaves in audio_vad_carry, read by the next.
+    carry=Carry(per=(), lookback=FLOW.window, table="audio_vad_carry"),
     media={"raw": {"data_uri": "audio_bytes"}},
     stores={"audio": ".wav"},
 )
-def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, warehouse: Warehouse,
+def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, state: pd.DataFrame,
                    models: Models) -> StageOutput:
     """Speech segments (Silero VAD, threshold 0.5, ≥ 250 ms, ≤ 15 s) with their audio as a WAV in
     the blob store. Speech that runs across chunks and windows is one segment: each window
     continues the VAD stream the previous one left in `audio_vad_carry`."""
     span = context.partition_time_window
-    chunks = raw
-    carry = warehouse.query("SELECT * FROM audio_vad_carry WHERE window_start = %s", (span.start - FLOW.window,))
+    chunks, carry = raw, state
     segments, errors, carries = [], [], []
     window = span.start
     while window < span.end:  # a range of windows (a backfill) goes window by window

@@ -300,8 +300,9 @@ class Flow:
                     if carry is not None:
                         state = carried_state(conn, table, carry, window.start)
                         state_read = state_digest(state, carry)
-                        context.log.info(f"{table}: state of {len(state)} row(s) read, of version(s) "
-                                         f"{sorted(state['model_version'].unique()) if not state.empty else []}")
+                        versions = sorted(state["model_version"].unique()) if "model_version" in state else []
+                        context.log.info(f"{table}: state of {len(state)} row(s) read"
+                                         + (f", written by version(s) {versions}" if versions else ""))
                         if "state" in params:
                             arguments["state"] = state
                 for name, fields in (media or {}).items():

@@ -26,19 +26,23 @@ class Carry:
     """The state a stage carries from window to window: its own rows of earlier windows, each
     window's newest version (so the first window after a version change continues from the
     previous version's state). `per`: the last row per these columns; empty: every row of the
-    lookback. `lookback` (event time) bounds the scan."""
+    lookback. `lookback` (event time) bounds the scan. `table`: the state is not the stage's rows
+    but what it leaves in a carry table of its own (`StageOutput.carry`, keyed by window_start):
+    a window reads the rows left by the windows of the `lookback` before it."""
 
     per: tuple[str, ...] = ("device_id",)
     lookback: timedelta = timedelta(days=2)
     time_column: str = "recorded_at"
+    table: str | None = None
 
     def as_metadata(self) -> dict:
         return {"per": list(self.per), "lookback_seconds": self.lookback.total_seconds(),
-                "time_column": self.time_column}
+                "time_column": self.time_column, "table": self.table}
 
     @classmethod
     def from_metadata(cls, metadata: Mapping) -> "Carry":
-        return cls(tuple(metadata["per"]), timedelta(seconds=metadata["lookback_seconds"]), metadata["time_column"])
+        return cls(tuple(metadata["per"]), timedelta(seconds=metadata["lookback_seconds"]), metadata["time_column"],
+                   metadata.get("table"))
 
 
 @dataclass
@@ -58,7 +62,13 @@ class StageOutput:
 
 def carried_state(conn: psycopg.Connection, table: str, carry: Carry, before: datetime) -> pd.DataFrame:
     """The state a window starting at `before` reads: the current rows (`<table>_latest`) of the
-    windows before it, within the lookback."""
+    windows before it, within the lookback (or, with a carry table, what they left in it)."""
+    if carry.table is not None:
+        statement = sql.SQL("SELECT * FROM {t} c WHERE window_start >= %(since)s AND window_start < %(before)s"
+                            " ORDER BY c").format(t=sql.Identifier(carry.table))
+        with conn.cursor() as cur:
+            cur.execute(statement, {"before": before, "since": before - carry.lookback})
+            return read_frame(cur.fetchall(), [d.name for d in cur.description])
     time = sql.Identifier(carry.time_column)
     view = sql.Identifier(f"{table}_latest")
     where = sql.SQL("window_start < %(before)s AND {time} >= %(since)s").format(time=time)

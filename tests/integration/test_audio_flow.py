@@ -77,3 +77,11 @@ def test_speech_becomes_segments_words_and_an_environment(loom_env, tmp_path):
 
     errors = table(url, "processing_errors", order="source_offset")
     assert errors[["flow", "error_type"]].values.tolist() == [["audio/voice_segments", "unsupported_audio_format"]]
+
+    # The VAD stream the window leaves is written with its segments, and the window records the
+    # state it read (the carry of the window before it: none here), so a re-run of it would
+    # re-run the next window if that stream changed.
+    carried = table(url, "audio_vad_carry", order="device_id")
+    assert len(carried) >= 1 and set(carried["window_start"]) == set(segments["window_start"])
+    written = table(url, "loom_stage_windows WHERE table_name = 'audio_voice_segments'", order="window_start")
+    assert len(written) == 1 and written["state_read"].notna().all() and not written["state_stale"].any()
