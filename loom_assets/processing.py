@@ -65,12 +65,12 @@ def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submi
     """Re-run stale windows of `flow` chunk by chunk: here, one run per chunk, or (`submit`) as
     Dagster backfills that the daemon runs and the UI shows. `stages` are re-run in every window
     since, stale or not (and so are the stages reading them)."""
-    defs, _ = _resources()
+    defs, res = _resources()
     known = {s.key.path[-1]: s.key for s in flow.stages}
     unknown = [name for name in stages if name not in known]
     if unknown:
         raise ValueError(f"{flow.name} has no stage {', '.join(unknown)}; stages: {', '.join(known)}")
-    warehouse = _resources()[1]["warehouse"]
+    warehouse = res["warehouse"]
     chunks = stale_chunks(warehouse, flow, since, forced={known[name] for name in stages})
     if not chunks:
         echo(f"{flow.name}: no stale windows since {since:%Y-%m-%d %H:%M}")

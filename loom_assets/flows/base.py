@@ -290,21 +290,11 @@ class Flow:
                 arguments = {name: getattr(context.resources, name) for name in resource_keys}
                 if "context" in params:
                     arguments["context"] = context
-                state_read = None
-                with warehouse.connect() as conn:
-                    # Taken before other flows' rows are read: a landing this snapshot does not
-                    # see may be missing from them, and the late-input sensors run the window again.
-                    (snapshot,) = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
-                    if carry or ordered:
-                        flow.wait_for_earlier_windows(conn, table, window.start, carry.lookback if carry else None)
-                    if carry is not None:
-                        state = carried_state(conn, table, carry, window.start)
-                        state_read = state_digest(state, carry)
-                        versions = sorted(state["model_version"].unique()) if "model_version" in state else []
-                        context.log.info(f"{table}: state of {len(state)} row(s) read"
-                                         + (f", written by version(s) {versions}" if versions else ""))
-                        if "state" in params:
-                            arguments["state"] = state
+                snapshot, state = flow.before_reading(context, table, carry, ordered, snapshot=bool(reads))
+                # The digest of the state as read, before the stage could touch the frame.
+                state_read = state_digest(state, carry) if carry is not None else None
+                if "state" in params:
+                    arguments["state"] = state
                 for name, fields in (media or {}).items():
                     for uri_column, column in fields.items():
                         inputs[name] = blobs.attach(inputs[name], uri_column, column)
@@ -350,6 +340,26 @@ class Flow:
             return assets_def
 
         return decorator
+
+    def before_reading(self, context, table: str, carry: Carry | None, ordered: bool,
+                       snapshot: bool) -> tuple[str | None, pd.DataFrame | None]:
+        """What a stage does before it reads: take the database snapshot it reads other flows in
+        (`snapshot`; a landing it does not see may be missing, and the late-input sensors run the
+        window again), wait for the windows before it (`carry`, `ordered`), and read its state."""
+        if not (snapshot or carry or ordered):
+            return None, None
+        start = context.partition_time_window.start
+        with context.resources.warehouse.connect() as conn:
+            taken = conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0] if snapshot else None
+            if carry or ordered:
+                self.wait_for_earlier_windows(conn, table, start, carry.lookback if carry else None)
+            if carry is None:
+                return taken, None
+            state = carried_state(conn, table, carry, start)
+        versions = sorted(state["model_version"].unique()) if "model_version" in state else []
+        context.log.info(f"{table}: state of {len(state)} row(s) read"
+                         + (f", written by version(s) {versions}" if versions else ""))
+        return taken, state
 
     def wait_for_earlier_windows(self, conn, table: str, start: datetime, lookback: timedelta | None) -> None:
         """A window that reads what earlier windows left runs only once they have landed and been
