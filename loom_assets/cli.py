@@ -364,9 +364,27 @@ def replay(demo: bool, minutes: float, speed: float | None, devices: int, seed: 
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on (0.0.0.0: every one).")
+@click.option("--port", default=3001, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Serve the day page (a timeline of your day over every flow) for DATABASE_URL, read-only."""
+    from loom_assets import day
+    from loom_assets.resources.warehouse import resolve_database_url
+
+    try:
+        url = resolve_database_url(None)
+    except RuntimeError as error:
+        _die(str(error))
+    config = settings()
+    click.echo(f"Your day on http://{host}:{port} (Ctrl-C stops it)")
+    day.server(url, host=host, port=port, dagster_url=config.dagster_url, tile_url=config.map_tile_url).run()
+
+
+@main.command()
 @click.option("--port", default=3000, show_default=True)
+@click.option("--day-port", default=3001, show_default=True, help="The day page's port.")
 @click.option("--no-demo", is_flag=True, help="Do not start the demo producer.")
-def dev(port: int, no_demo: bool) -> None:
+def dev(port: int, day_port: int, no_demo: bool) -> None:
     """Run Loom on embedded defaults: PostgreSQL, Kafka, Dagster UI + daemon, demo producer."""
     from loom_assets.embedded import services
 
@@ -392,6 +410,12 @@ def dev(port: int, no_demo: bool) -> None:
     if not no_demo:
         _add_demo_regions(stack.environment["DATABASE_URL"])
         threading.Thread(target=_demo_forever, daemon=True).start()
+    from loom_assets import day
+
+    day_server = day.server(stack.environment["DATABASE_URL"], port=day_port, dagster_url=f"http://127.0.0.1:{port}",
+                            tile_url=config.map_tile_url)
+    day.serve_in_background(day_server)
+    click.echo(f"Your day on http://127.0.0.1:{day_port}")
     click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a plain `kill` also stops the services
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
@@ -409,6 +433,7 @@ def dev(port: int, no_demo: bool) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
     finally:
+        day_server.should_exit = True
         stack.stop()
 
 

@@ -136,9 +136,10 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hashable]], k: int = RRF_
 
 
 def hybrid_search(database_url: str, query: str, embedder: Callable[[], Embedder], *, flow: str | None = None,
-                  since: datetime | None = None, limit: int = 10, ui_url: str = DEFAULT_UI_URL) -> list[Hit]:
+                  since: datetime | None = None, until: datetime | None = None, limit: int = 10,
+                  ui_url: str = DEFAULT_UI_URL) -> list[Hit]:
     """The `limit` best rows for `query` over every embeddings table (or `flow`'s), recorded
-    since `since`. `embedder` gives the query's model (loaded only once there is a table)."""
+    since `since` (and before `until`). `embedder` gives the query's model (loaded only once there is a table)."""
     if not query.strip():
         raise SearchError("give a query: loom search \"what you are looking for\"")
     with psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
@@ -153,13 +154,15 @@ def hybrid_search(database_url: str, query: str, embedder: Callable[[], Embedder
                                   + ", ".join(t.flow for t in embedding_tables(conn)))
         model = embedder()
         vector = model.embed([query])[0]
-        return ranked_hits(conn, query, vector, model.version, tables, since=since, limit=limit, ui_url=ui_url)
+        return ranked_hits(conn, query, vector, model.version, tables, since=since, until=until, limit=limit,
+                           ui_url=ui_url)
 
 
 def ranked_hits(conn: psycopg.Connection, query: str, vector: np.ndarray, model: str, tables: Sequence[Table], *,
-                since: datetime | None = None, limit: int = 10, ui_url: str = DEFAULT_UI_URL) -> list[Hit]:
+                since: datetime | None = None, until: datetime | None = None, limit: int = 10,
+                ui_url: str = DEFAULT_UI_URL) -> list[Hit]:
     """The `limit` best rows of `tables` for `query` (embedded as `vector` by `model`)."""
-    params = sql_params(query, vector, model, since, limit)
+    params = sql_params(query, vector, model, since, limit, until)
     semantic: list[tuple[float, tuple, dict]] = []
     textual: list[tuple[float, tuple, dict]] = []
     register_vector(conn)
@@ -171,9 +174,9 @@ def ranked_hits(conn: psycopg.Connection, query: str, vector: np.ndarray, model:
         conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         for table in tables:
             if table.dimensions in (None, len(params["vector"])):  # a table of another size: text only
-                for row in _rows(conn, nearest_sql(table, since), params):
+                for row in _rows(conn, nearest_sql(table, since, until), params):
                     semantic.append((row["distance"], _key(table, row), {**row, "table": table}))
-            for row in _rows(conn, matching_sql(table, since), params):
+            for row in _rows(conn, matching_sql(table, since, until), params):
                 textual.append((-row["rank"], _key(table, row), {**row, "table": table}))
     semantic = [c for c in sorted(semantic, key=lambda c: c[0]) if 1 - c[0] >= MIN_SIMILARITY]
     textual.sort(key=lambda c: c[0])
@@ -199,25 +202,27 @@ def format_hits(hits: Sequence[Hit]) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _since_clause(since: datetime | None) -> sql.Composable:
-    return sql.SQL(" AND recorded_at >= %(since)s") if since is not None else sql.SQL("")
+def _since_clause(since: datetime | None, until: datetime | None = None) -> sql.Composable:
+    return sql.SQL("").join([sql.SQL(" AND recorded_at >= %(since)s") if since is not None else sql.SQL(""),
+                             sql.SQL(" AND recorded_at < %(until)s") if until is not None else sql.SQL("")])
 
 
-def sql_params(query: str, vector: np.ndarray, model: str, since: datetime | None, limit: int) -> dict:
+def sql_params(query: str, vector: np.ndarray, model: str, since: datetime | None, limit: int,
+               until: datetime | None = None) -> dict:
     """The parameters of `nearest_sql` and `matching_sql`."""
     return {"vector": np.asarray(vector, dtype=np.float32), "query": query, "model_like": "%+" + _like_literal(model),
-            "since": since, "k": max(CANDIDATES, limit), "ranked": TEXT_MATCHES_RANKED, "options": HEADLINE_OPTIONS}
+            "since": since, "until": until, "k": max(CANDIDATES, limit), "ranked": TEXT_MATCHES_RANKED, "options": HEADLINE_OPTIONS}
 
 
-def nearest_sql(table: Table, since: datetime | None) -> sql.Composable:
+def nearest_sql(table: Table, since: datetime | None, until: datetime | None = None) -> sql.Composable:
     # ORDER BY the distance operator itself with LIMIT: the form pgvector's HNSW index serves.
     return sql.SQL(
         "SELECT window_start, recorded_at, source_id, title, body, embedding <=> %(vector)s AS distance"
         " FROM {table} WHERE {model}{since} ORDER BY embedding <=> %(vector)s LIMIT %(k)s"
-    ).format(table=sql.Identifier(table.name), model=_SAME_MODEL, since=_since_clause(since))
+    ).format(table=sql.Identifier(table.name), model=_SAME_MODEL, since=_since_clause(since, until))
 
 
-def matching_sql(table: Table, since: datetime | None) -> sql.Composable:
+def matching_sql(table: Table, since: datetime | None, until: datetime | None = None) -> sql.Composable:
     # The newest matches are ranked, and the headline made only for the `k` best (ts_rank_cd and
     # ts_headline re-parse the text).
     return sql.SQL(
@@ -228,7 +233,7 @@ def matching_sql(table: Table, since: datetime | None) -> sql.Composable:
         "  SELECT *, ts_rank_cd({document}, {query}) AS rank FROM matched ORDER BY rank DESC LIMIT %(k)s)"
         " SELECT *, ts_headline('english', body, {query}, %(options)s) AS headline FROM best"
     ).format(table=sql.Identifier(table.name), document=_DOCUMENT, query=_QUERY, model=_SAME_MODEL,
-             since=_since_clause(since))
+             since=_since_clause(since, until))
 
 
 def _like_literal(text: str) -> str:

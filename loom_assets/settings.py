@@ -109,6 +109,13 @@ class Settings:
     hackernews_request_pause_s: float = field(
         default_factory=lambda: float(_env("LOOM_HACKERNEWS_REQUEST_PAUSE_SECONDS", "0.5")))
 
+    # The day page's map tiles: a URL template ({z}/{x}/{y}), or "none" for no tiles (the track
+    # and visits still draw, on a plain background). The public OpenStreetMap tiles ask for light use.
+    map_tile_url: str = field(default_factory=lambda: "" if _env("LOOM_MAP_TILE_URL", "").lower() == "none"
+                              else _env("LOOM_MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png"))
+    # The Dagster UI that links (`loom search`, the day page) point at.
+    dagster_url: str = field(default_factory=lambda: _env("LOOM_DAGSTER_URL", "http://localhost:3000"))
+
 def window_override(flow: str) -> timedelta | None:
     """`LOOM_WINDOW_<FLOW>_MINUTES` changes a flow's window size."""
     value = os.environ.get(f"LOOM_WINDOW_{flow.upper()}_MINUTES")
