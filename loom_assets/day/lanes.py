@@ -54,11 +54,34 @@ class Lane:
     label: str
     sql: str  # `{devices}` is replaced by the device filter
     item: Callable[[Row, Day], dict]
+    tidy: Callable[[list[dict]], list[dict]] | None = None  # rows → rows, before they become items
 
     def items(self, conn: psycopg.Connection, day: Day) -> list[dict]:
         rows = conn.cursor(row_factory=dict_row).execute(
             self.sql.replace("{devices}", devices_clause(day)), day.params()).fetchall()
+        if self.tidy is not None:
+            rows = self.tidy(rows)
         return [{"group": self.name, **self.item(row, day)} for row in rows]
+
+
+def merge_brief(spans: Sequence[dict], brief: timedelta = timedelta(minutes=3)) -> list[dict]:
+    """Spans (device_id, value, start, end, minutes, window_start) with each brief one that sits
+    between two spans of the same value, end to end, merged into them: a car stopped at a light
+    is still driving, a quiet minute in a café is still the café. Time covered is unchanged."""
+    merged: list[dict] = []
+    for span in sorted(spans, key=lambda s: (s["device_id"], s["start"])):
+        if len(merged) >= 2:
+            before, middle = merged[-2], merged[-1]
+            if (before["device_id"] == middle["device_id"] == span["device_id"] and before["value"] == span["value"]
+                    and middle["end"] - middle["start"] < brief
+                    and before["end"] == middle["start"] and middle["end"] == span["start"]):
+                merged.pop()
+                merged[-1] = {**before, "end": span["end"],
+                              "minutes": round((span["end"] - before["start"]).total_seconds() / 60),
+                              "window_start": min(before["window_start"], span["window_start"])}
+                continue
+        merged.append(dict(span))
+    return sorted(merged, key=lambda s: s["start"])
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -137,11 +160,35 @@ FROM spans ORDER BY start
 """
 
 
+# Screens: a run of screenshots with the same heading (the OCR text's first line: a window's
+# title) is one item, from its first shot to the next different one; the first shot is its thumbnail.
+SCREENS_SQL = """
+WITH shots AS (
+    SELECT device_id, recorded_at, source_partition, source_offset, word_count, left(text, 600) AS text, window_start,
+           btrim(split_part(btrim(text, E' \\n\\t'), E'\\n', 1)) AS heading
+    FROM screenshot_ocr_text_latest WHERE recorded_at >= %(start)s AND recorded_at < %(end)s {devices}
+), marked AS (
+    SELECT *, lead(recorded_at) OVER w AS next_at,
+           CASE WHEN heading IS DISTINCT FROM lag(heading) OVER w
+                  OR recorded_at - lag(recorded_at) OVER w > interval '15 minutes' THEN 1 ELSE 0 END AS starts
+    FROM shots WINDOW w AS (PARTITION BY device_id ORDER BY recorded_at)
+), numbered AS (
+    SELECT *, sum(starts) OVER (PARTITION BY device_id ORDER BY recorded_at) AS run FROM marked
+)
+SELECT DISTINCT ON (device_id, run) device_id, heading, recorded_at AS start, source_partition, source_offset,
+       text, word_count, window_start, count(*) OVER r AS shots,
+       max(least(coalesce(next_at, recorded_at + interval '1 minute'), recorded_at + interval '15 minutes')) OVER r
+           AS "end"
+FROM numbered WINDOW r AS (PARTITION BY device_id, run)
+ORDER BY device_id, run, recorded_at
+"""
+
+
 LANES: Sequence[Lane] = (
     Lane("activities", "Activities",
          spans_sql("motion_activities_latest", "activity", where="AND activity <> 'unknown'"),
          lambda r, d: _item("activity", r, d, "motion/activities", r["value"], css=r["value"],
-                            details={"activity": r["value"], "minutes": r["minutes"]})),
+                            details={"activity": r["value"], "minutes": r["minutes"]}), merge_brief),
     Lane("places", "Places",
          """SELECT DISTINCT ON (device_id, visit_id) device_id, visit_id, arrived_at AS start, departed_at AS "end",
                    place_name, place_source, place_category, address, duration_seconds, visit_count_30d,
@@ -168,15 +215,9 @@ LANES: Sequence[Lane] = (
     Lane("apps", "Apps", APPS_SQL,
          lambda r, d: _item("app", r, d, "app_lifecycle/enriched", f"{r['value']} · {r['apps']}", css=_css(r["value"]),
                             details={"category": r["value"], "apps": r["apps"], "minutes": r["minutes"]})),
-    Lane("screens", "Screen text",
-         """SELECT device_id, recorded_at AS start, message_id, source_partition, source_offset, word_count,
-                   left(text, 600) AS text, duplicate_of, window_start
-            FROM screenshot_ocr_text_latest
-            WHERE recorded_at >= %(start)s AND recorded_at < %(end)s {devices}
-            ORDER BY recorded_at""",
-         lambda r, d: _item("screen", r, d, "screenshot_ocr/text", _one_line(r["text"], 40) or "(no text)", end=None,
-                            details={"text": r["text"], "words": r["word_count"],
-                                     "same as": r["duplicate_of"]},
+    Lane("screens", "Screen text", SCREENS_SQL,
+         lambda r, d: _item("screen", r, d, "screenshot_ocr/text", _one_line(r["heading"], 60) or "(no text)",
+                            details={"text": r["text"], "words": r["word_count"], "screenshots": r["shots"]},
                             thumb=f"thumb/screenshot/{r['source_partition']}/{r['source_offset']}")),
     Lane("photos", "Photos",
          """SELECT p.device_id, p.recorded_at AS start, p.width, p.height, p.brightness, p.is_blurred, p.window_start,
@@ -204,7 +245,7 @@ LANES: Sequence[Lane] = (
     Lane("environment", "Sound",
          spans_sql("audio_environment_latest", "environment", where="AND environment <> 'unknown'"),
          lambda r, d: _item("environment", r, d, "audio/environment", r["value"], css=r["value"],
-                            details={"environment": r["value"], "minutes": r["minutes"]})),
+                            details={"environment": r["value"], "minutes": r["minutes"]}), merge_brief),
     Lane("calendar", "Calendar",
          """SELECT DISTINCT ON (device_id, event_id) device_id, event_id, start_time AS start, end_time AS "end",
                    title, location, place_name, attendee_count, meeting_type, status, window_start

@@ -77,7 +77,9 @@ function drawTimeline(data) {
     timeline.setGroups(new vis.DataSet(groups));
   }
   timeline.setOptions({ min: new Date(start.getTime() - 3600e3), max: new Date(end.getTime() + 3600e3) });
-  timeline.setWindow(start, end, { animation: false });
+  // The hours that hold something (a morning so far, an afternoon), else the whole day.
+  if (shown.length) timeline.fit({ animation: false });
+  else timeline.setWindow(start, end, { animation: false });
 }
 
 function showDetails(item) {
