@@ -111,9 +111,10 @@ def test_each_lane_holds_what_the_demo_person_lived(lived):
 def test_the_map_and_plots_are_aggregated_in_sql(lived):
     track = api(lived, "map")
     (phone_path,) = track["paths"].values()  # only the phone has GPS
-    # One fix a minute at most, not the raw 30 s fixes.
+    # One fix a minute at most, not the raw 30 s fixes, in time order.
     times = [datetime.fromisoformat(p[2]) for p in phone_path]
-    assert len(times) > 100 and all(b - a >= timedelta(seconds=30) for a, b in zip(times, times[1:]))
+    minutes = [t.replace(second=0, microsecond=0) for t in times]
+    assert len(times) > 100 and minutes == sorted(set(minutes))
     assert {v["name"] for v in track["visits"]} >= {"Work"}
 
     plots = api(lived, "plots")
@@ -157,3 +158,30 @@ def test_the_page_draws_every_lane_and_the_track(lived):
         page.locator(".vis-item.visit").first.click()
         assert page.locator("#details").is_visible()
         assert page.locator("#details-link").get_attribute("href").startswith("http://dagster.test/assets/location/")
+
+
+def test_a_search_hit_moves_the_timeline_to_its_moment(lived):
+    with open_page(f"{lived['base']}/?date={lived['day'].isoformat()}", timezone=TZ) as page:
+        page.fill("#query", "rollback plan for the archive bucket")
+        page.press("#query", "Enter")
+        hit = page.locator("#hits li.hit").first
+        hit.wait_for(timeout=60_000)
+        assert "screenshot_ocr" in hit.inner_text()
+        hit.click()
+        page.wait_for_function("document.body.dataset.focus !== undefined")
+        moment = datetime.fromisoformat(page.evaluate("document.body.dataset.focus").replace("Z", "+00:00"))
+        window = page.evaluate("(() => { const w = loomDay.timeline.getWindow();"
+                               " return [w.start.toISOString(), w.end.toISOString()]; })()")
+        start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in window)
+        assert start < moment < end and end - start <= timedelta(hours=2)
+        # The screen it names is selected, and its details are open.
+        assert page.locator(".vis-item.screen.vis-selected").count() == 1
+        assert "storage migration" in page.locator("#details-title").inner_text()
+
+
+def test_search_is_scoped_to_the_day_or_to_all_time(lived):
+    day_hits = api(lived, "search", q="storage+migration")["hits"]
+    assert day_hits and all(h["flow"] == "screenshot_ocr" for h in day_hits)
+    before = (lived["day"] - timedelta(days=2)).isoformat()
+    assert api(lived, "search", q="storage+migration", date=before)["hits"] == []
+    assert api(lived, "search", q="storage+migration", date=before, scope="all")["hits"]
