@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test bench system-deps timescaledb
+.PHONY: install dev test bench screenshot system-deps timescaledb
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -38,3 +38,7 @@ timescaledb: install
 
 bench: install
 	$(PYTHON) bench/landing.py
+
+# The README's picture of the day page: a demo day replayed, processed and shown (a few minutes).
+screenshot: install
+	$(PYTHON) bench/day.py --people 1 --screenshot docs/day.png

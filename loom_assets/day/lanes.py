@@ -61,7 +61,7 @@ class Lane:
             self.sql.replace("{devices}", devices_clause(day)), day.params()).fetchall()
         if self.tidy is not None:
             rows = self.tidy(rows)
-        return [{"group": self.name, **self.item(row, day)} for row in rows]
+        return [{"id": f"{self.name}:{n}", "group": self.name, **self.item(row, day)} for n, row in enumerate(rows)]
 
 
 def merge_brief(spans: Sequence[dict], brief: timedelta = timedelta(minutes=3)) -> list[dict]:
@@ -90,8 +90,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def _item(kind: str, row: Row, day: Day, asset: str, content: str, *, start: str = "start",
           end: str | None = "end", details: Mapping[str, Any] | None = None, **extra) -> dict:
-    key = f"{kind}:{row['device_id']}:{_iso(row[start])}:{content}"
-    return {"id": key, "start": _iso(row[start]), "end": _iso(row[end]) if end else None,
+    return {"start": _iso(row[start]), "end": _iso(row[end]) if end else None,
             "type": "range" if end else "point", "content": content, "className": f"{kind} {extra.pop('css', '')}".strip(),
             "device": row["device_id"], "details": dict(details or {}),
             "link": day.window_url(asset, row.get("window_start")), **extra}

@@ -183,6 +183,8 @@ async function load() {
   } catch (error) {
     $("status").textContent = error.message;
   }
+  // The first full render's time since navigation (bench/day.py reads it).
+  document.body.dataset.renderMs ||= String(Math.round(performance.now()));
   document.body.dataset.ready = "true";
 }
 
