@@ -95,9 +95,12 @@ def copy_people(url: str, people: int) -> list[str]:
                 if not conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = %s AND "
                                     "column_name = 'device_id'", (table,)).fetchone():
                     continue
+                # Kafka positions are unique per raw table: the copies' lie far beyond the real ones.
+                values = ", ".join(f"source_offset + {n} * 1000000000000" if c == "source_offset" else f'"{c}"'
+                                   for c in columns)
                 names = ", ".join(f'"{c}"' for c in columns)
                 for old, new in mapping.items():
-                    conn.execute(f'INSERT INTO {table} (device_id, {names}) SELECT %s, {names} FROM {table} '
+                    conn.execute(f'INSERT INTO {table} (device_id, {names}) SELECT %s, {values} FROM {table} '
                                  'WHERE device_id = %s', (new, old))
         conn.execute("ANALYZE")
     return devices

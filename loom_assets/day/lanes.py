@@ -150,11 +150,15 @@ WITH sessions AS ({APP_SESSIONS_SQL}), slices AS (
     FROM sessions s,
          generate_series(date_bin('5 minutes', greatest(s.session_start, %(start)s), %(start)s),
                          least(s.session_end, %(end)s), interval '5 minutes') b
-), spans AS ({_ISLANDS.format(gap="5 minutes", size="5 minutes", buckets=_DOMINANT_CATEGORY)})
-SELECT spans.*, (SELECT string_agg(app, ', ') FROM (
-           SELECT app FROM slices WHERE slices.device_id = spans.device_id AND slices.app_category = spans.value
-              AND slices.bucket >= spans.start AND slices.bucket < spans."end"
-           GROUP BY app ORDER BY sum(seconds) DESC LIMIT 3) top) AS apps
+), spans AS ({_ISLANDS.format(gap="5 minutes", size="5 minutes", buckets=_DOMINANT_CATEGORY)}), top AS MATERIALIZED (
+    SELECT spans.device_id, spans.start, slices.app, sum(slices.seconds) AS seconds
+    FROM spans JOIN slices ON slices.device_id = spans.device_id AND slices.app_category = spans.value
+                          AND slices.bucket >= spans.start AND slices.bucket < spans."end"
+    GROUP BY spans.device_id, spans.start, slices.app
+)
+SELECT spans.*, (SELECT string_agg(app, ', ' ORDER BY seconds DESC) FROM (
+           SELECT app, seconds FROM top WHERE top.device_id = spans.device_id AND top.start = spans.start
+           ORDER BY seconds DESC LIMIT 3) best) AS apps
 FROM spans ORDER BY start
 """
 

@@ -14,6 +14,9 @@ const LANE_OF_FLOW = { audio: "speech", screenshot_ocr: "screens", calendar: "ca
 const params = new URLSearchParams(location.search);
 const state = { date: params.get("date") || localDate(new Date()), device: params.get("device") || "" };
 const items = new Map();
+// The libraries load after this script (so the data is asked for first); they are there once
+// the document has been parsed.
+const libraries = new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve));
 let timeline, map, layers, plots = {};
 
 function query(extra = {}) {
@@ -67,7 +70,7 @@ function drawTimeline(data) {
   });
   if (!timeline) {
     timeline = new vis.Timeline($("timeline"), new vis.DataSet(shown), new vis.DataSet(groups), {
-      start, end, stack: true, orientation: "top", zoomMin: 60 * 1000, margin: { item: 2 },
+      stack: true, orientation: "top", zoomMin: 60 * 1000, margin: { item: 2 },
       template: (item) => itemElement(item), tooltip: { followMouse: true },
       groupOrder: (a, b) => data.groups.findIndex((g) => g.id === a.id) - data.groups.findIndex((g) => g.id === b.id),
     });
@@ -78,8 +81,10 @@ function drawTimeline(data) {
   }
   timeline.setOptions({ min: new Date(start.getTime() - 3600e3), max: new Date(end.getTime() + 3600e3) });
   // The hours that hold something (a morning so far, an afternoon), else the whole day.
-  if (shown.length) timeline.fit({ animation: false });
-  else timeline.setWindow(start, end, { animation: false });
+  const times = data.items.flatMap((i) => [Date.parse(i.start), Date.parse(i.end || i.start)]);
+  const [first, last] = times.length ? [Math.min(...times), Math.max(...times)] : [start, end];
+  const margin = Math.max((last - first) * 0.02, 15 * 60e3);
+  timeline.setWindow(new Date(Math.max(first - margin, start)), new Date(Math.min(last + margin, end)), { animation: false });
 }
 
 function showDetails(item) {
@@ -174,8 +179,9 @@ async function load() {
   $("date").value = state.date;
   history.replaceState(null, "", `?${query()}`);
   try {
-    const [day, track, summary] = await Promise.all(
-      [getJSON("api/timeline"), getJSON("api/map"), getJSON("api/plots")]);
+    const data = Promise.all([getJSON("api/timeline"), getJSON("api/map"), getJSON("api/plots")]);
+    await libraries;
+    const [day, track, summary] = await data;
     drawTimeline(day);
     drawMap(track);
     drawPlots(summary);
