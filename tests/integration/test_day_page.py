@@ -185,3 +185,32 @@ def test_search_is_scoped_to_the_day_or_to_all_time(lived):
     before = (lived["day"] - timedelta(days=2)).isoformat()
     assert api(lived, "search", q="storage+migration", date=before)["hits"] == []
     assert api(lived, "search", q="storage+migration", date=before, scope="all")["hits"]
+
+
+def test_photo_thumbnails_blur_the_faces_the_vision_flow_found(lived):
+    import io
+
+    import numpy as np
+    import psycopg
+    from PIL import Image, ImageOps
+    from scipy import ndimage
+
+    from loom_assets.resources.blobs import BlobStore
+
+    with psycopg.connect(lived["database_url"]) as conn:
+        device, recorded_at, x, y, w, h, uri = conn.execute(
+            "SELECT f.device_id, f.recorded_at, f.x, f.y, f.w, f.h, r.image_data_uri FROM camera_vision_faces f"
+            " JOIN camera_vision_raw r USING (device_id, recorded_at) ORDER BY f.recorded_at LIMIT 1").fetchone()
+    with urlopen(f"{lived['base']}/thumb/photo/{device}/{recorded_at.isoformat()}", timeout=60) as response:
+        assert response.headers["Content-Type"] == "image/jpeg"
+        thumb = Image.open(io.BytesIO(response.read())).convert("L")
+    original = ImageOps.exif_transpose(Image.open(io.BytesIO(BlobStore().get(uri)))).convert("L")
+    assert thumb.width == 320
+    scale = thumb.width / original.width
+    unblurred = original.resize(thumb.size, Image.Resampling.LANCZOS)
+
+    def sharpness(image):  # variance of the Laplacian inside the face box
+        box = np.asarray(image, dtype=float)[round(y * scale):round((y + h) * scale), round(x * scale):round((x + w) * scale)]
+        return ndimage.laplace(box).var()
+
+    assert sharpness(thumb) < 0.2 * sharpness(unblurred)
