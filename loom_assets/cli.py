@@ -411,11 +411,15 @@ def dev(port: int, day_port: int, no_demo: bool) -> None:
         _add_demo_regions(stack.environment["DATABASE_URL"])
         threading.Thread(target=_demo_forever, daemon=True).start()
     from loom_assets import day
+    from loom_assets.ports import port_is_free
 
     day_server = day.server(stack.environment["DATABASE_URL"], port=day_port, dagster_url=f"http://127.0.0.1:{port}",
                             tile_url=config.map_tile_url)
-    day.serve_in_background(day_server)
-    click.echo(f"Your day on http://127.0.0.1:{day_port}")
+    if port_is_free(day_port):
+        day.serve_in_background(day_server)
+        click.echo(f"Your day on http://127.0.0.1:{day_port}")
+    else:
+        click.echo(click.style(f"port {day_port} is taken: the day page is not served (--day-port N)", fg="yellow"))
     click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a plain `kill` also stops the services
     command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
