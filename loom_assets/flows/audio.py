@@ -68,6 +68,7 @@ def voice_segments(context: AssetExecutionContext, raw: pd.DataFrame, state: pd.
     rules_version=STT_VERSION,
     retry=RetryPolicy(max_retries=2, delay=5),  # docs/flows/audio.md#retries-and-alerts: 2 retries, 5 s
     media={"voice_segments": {"audio_uri": "wav"}},
+    gpu=True,  # Parakeet-TDT, the production model, is built for a GPU
 )
 def transcripts(voice_segments: pd.DataFrame, models: Models) -> pd.DataFrame:
     """The words of each voice segment with their times and confidences (the bundled Whisper

@@ -41,6 +41,7 @@ from dagster import (
 
 from loom_assets.erasure import erasure_positions
 from loom_assets.events.topics import TOPICS
+from loom_assets.flows.gpu import GPU_OP_TAGS, GPU_POOL, GPU_RUN_TAGS, stage_pool
 from loom_assets.redaction import redact
 from loom_assets.resources.blobs import BlobStore
 from loom_assets.resources.kafka import KafkaResource, OffsetsGone
@@ -243,6 +244,7 @@ class Flow:
         stores: Mapping[str, str] | None = None,
         columns: Mapping[str, Sequence[str]] | None = None,
         pool: str | None = None,
+        gpu: bool = False,
     ) -> Callable[[Callable], AssetsDefinition]:
         """Turn a plain function into the stage asset `[flow, fn.__name__]`; the framework does the
         plumbing and the lineage.
@@ -263,6 +265,7 @@ class Flow:
         the blob store}. `stores`: output column of bytes -> the suffix its blobs are stored with
         (the column becomes `<column>_uri`). `columns`: input name -> the only columns the stage
         reads of it. `pool`: a Dagster concurrency pool shared with stages using the same service.
+        `gpu`: its model uses CUDA when present: pool `gpu`, and a GPU from Kubernetes (flows/gpu.py).
         """
         reads = dict(reads or {})
 
@@ -325,7 +328,8 @@ class Flow:
                 backfill_policy=BackfillPolicy.single_run(),
                 code_version=code_version,
                 retry_policy=retry,
-                pool=pool,
+                pool=stage_pool(gpu, pool, f"{self.name}/{stage_name}"),
+                op_tags=GPU_OP_TAGS if gpu else None,
                 group_name=self.name,
                 kinds={"pandas", "postgres"},
                 metadata={
@@ -404,8 +408,9 @@ class Flow:
     def run_tags(self) -> dict[str, str]:
         """Tags every run of the flow carries: `loom/ordered` makes the run queue run a flow whose
         stages carry state one window at a time, in the order asked (a concurrency limit of 1 per
-        value in dagster.yaml)."""
-        return {"loom/flow": self.name, **({"loom/ordered": self.name} if self.ordered else {})}
+        value in dagster.yaml); a flow with a GPU stage asks for a GPU pod (flows/gpu.py)."""
+        gpu = GPU_RUN_TAGS if any(stage.op.pool == GPU_POOL for stage in self.stages) else {}
+        return {"loom/flow": self.name, **({"loom/ordered": self.name} if self.ordered else {}), **gpu}
 
     @property
     def assets(self) -> list:

@@ -39,7 +39,8 @@ def preprocessed(raw: pd.DataFrame) -> pd.DataFrame:
     return vision.preprocessed_rows(raw, RULES)
 
 
-@FLOW.stage(media=PHOTOS, logic_version="1", rules_version=f"{OBJECT_MODEL}-rules{RULES.version}",
+# Moondream2, the production detector, runs on CUDA when the pod has a GPU.
+@FLOW.stage(media=PHOTOS, logic_version="1", rules_version=f"{OBJECT_MODEL}-rules{RULES.version}", gpu=True,
             retry=RetryPolicy(max_retries=1, delay=10))  # docs/flows/camera_vision.md#retries-and-alerts: 1 retry, 10 s
 def objects(raw: pd.DataFrame, models: Models) -> pd.DataFrame:
     """Objects (LOOM_OBJECT_MODEL: COCO MB3-CenterNet by default, or Moondream2): label,

@@ -115,7 +115,7 @@ def test_dagster_definitions_validate_passes():
 
 
 def test_the_definitions_match_their_snapshot():
-    """Assets (keys, groups, partitions, code versions, upstream), jobs (selection, tags),
+    """Assets (keys, groups, partitions, code versions, upstream, pools), jobs (selection, tags),
     schedules and sensors: an accidental change shows up in review."""
     from loom_assets import definitions
 
@@ -130,6 +130,7 @@ def test_the_definitions_match_their_snapshot():
             "code_version": node.code_version,
             "partitions": partitions.get_cron_schedule() if partitions is not None else None,
             "upstream": sorted(k.to_user_string() for k in node.parent_keys),
+            **({"pools": sorted(node.pools)} if node.pools else {}),
         }
     jobs = {}
     for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name):
