@@ -194,8 +194,12 @@ class ParakeetTranscriber:
     (a hub id is not pinned to a revision: production should point at a .nemo file).
     """
 
-    def __init__(self, model: str, device: str = "cpu", language: str | None = "en"):
+    def __init__(self, model: str, device: str | None = None, language: str | None = "en"):
         ASRModel = _import_asr_model()
+        if device is None:  # the GPU a GPU stage's pod holds (deploy/README.md), else the CPU
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model
         self.language = language
         try:
