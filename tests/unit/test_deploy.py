@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loom_assets import definitions
 from loom_assets.flows.gpu import GPU_K8S_CONFIG, GPU_POOL
@@ -138,3 +139,22 @@ def test_a_gpu_stage_cannot_also_be_in_another_pool():
         @flow.stage(logic_version="1", rules_version="1", retry=RetryPolicy(), gpu=True, pool="geocoder")
         def transcripts(raw):
             return raw
+
+
+def test_a_gpu_step_runs_under_the_local_instance_of_loom_dev(tmp_path):
+    """`loom dev`'s dagster.yaml sets no limit for `gpu`: the pool takes its default limit and the
+    step runs (on the CPU where there is no GPU)."""
+    from dagster import DagsterInstance, asset, materialize
+
+    from loom_assets.flows.gpu import GPU_OP_TAGS
+
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+
+    @asset(pool=GPU_POOL, op_tags=GPU_OP_TAGS)
+    def on_gpu() -> int:
+        return 1
+
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert materialize([on_gpu], instance=instance).success
+        default_limit = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["pools"]["default_limit"]
+        assert instance.event_log_storage.get_concurrency_info(GPU_POOL).slot_count == default_limit
