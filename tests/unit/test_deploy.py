@@ -51,7 +51,7 @@ def test_the_image_installs_python_packages_as_the_makefile_does():
     make = [args for args in _makefile_installs() if args != ["--upgrade", "pip"]]
     docker = _pip_installs(_docker_runs())
     assert "COPY constraints.txt" in DOCKERFILE.read_text()
-    # PyTorch first, on the constraints; then Loom on them (dev extra here, k8s extra there).
+    # PyTorch first, on the constraints; then Loom on them (the Makefile with `dev`, the image with `k8s`).
     assert make[0] == docker[0] == ["-c", "constraints.txt", "torch"]
     assert make[1] == ["-c", "constraints.txt", "-e", ".[dev]"]
     assert docker[1] == ["-c", "constraints.txt", "-e", ".[k8s]"]
