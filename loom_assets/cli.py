@@ -404,9 +404,9 @@ def dev(port: int, no_demo: bool) -> None:
     child = subprocess.Popen(command, cwd=os.environ["DAGSTER_HOME"],
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Where the services are, for `loom` in other terminals; day_url: the day page, once served.
-    services = {**stack.environment, "dagster_url": f"http://127.0.0.1:{port}", "day_url": None}
+    addresses = {**stack.environment, "dagster_url": f"http://127.0.0.1:{port}", "day_url": None}
     try:
-        click.echo(f"other terminals' `loom` commands find them in {stack_file.write_stack(config.home, services)}")
+        click.echo(f"other terminals' `loom` commands find them in {stack_file.write_stack(config.home, addresses)}")
         child.wait()
     except KeyboardInterrupt:
         child.send_signal(signal.SIGINT)
