@@ -12,6 +12,9 @@ from pathlib import Path
 
 import click
 
+from loom_assets import stack as stack_file
+from loom_assets.cli_errors import LoomGroup, needs
+from loom_assets.cli_errors import die as _die
 from loom_assets.events.topics import TOPICS
 from loom_assets.redaction import redact
 from loom_assets.settings import settings
@@ -49,24 +52,23 @@ def _flows(name: str | None):
     return [definitions.flow_named(name)] if name else list(definitions.FLOWS)
 
 
-def _die(message: str) -> None:
-    # Messages quote errors of libraries, which may quote a URL with its password or token.
-    click.echo(click.style(redact(message), fg="red"), err=True)
-    sys.exit(1)
+@click.group(cls=LoomGroup)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Loom: personal device data → enriched, queryable time-series, on Dagster.
 
-
-@click.group()
-def main() -> None:
-    """Loom: personal device data → enriched, queryable time-series, on Dagster."""
+    Commands find the services of a running `loom dev` (LOOM_HOME/stack.json) for whatever
+    DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS and LOOM_DAGSTER_URL leave unset."""
+    if ctx.invoked_subcommand != "dev":  # `loom dev` starts the services it would find
+        stack_file.apply_stack(settings().home)
 
 
 @main.command()
+@needs("database")
 def migrate() -> None:
     """Apply pending sql/ migrations to DATABASE_URL."""
     from loom_assets.resources.warehouse import apply_migrations
 
-    if not settings().database_url:
-        _die("DATABASE_URL is not set")
     applied = apply_migrations(settings().database_url)
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
@@ -94,6 +96,7 @@ def topic_specs() -> dict[str, tuple[int, dict[str, str]]]:
 
 
 @topics.command("create")
+@needs("kafka")
 def topics_create() -> None:
     """Create every raw and error topic the flows use (missing ones only)."""
     created = _defs().resources()["kafka"].create_topics(topic_specs())
@@ -104,22 +107,20 @@ def topics_create() -> None:
 @click.option("--flow", "flow_name", help="Only this flow.")
 @click.option("--through-now", is_flag=True, help="Also plan and run the window in progress.")
 @click.option("--max-rounds", default=20, show_default=True, help="Stop after this many plan/run rounds.")
+@needs("database", "kafka")
 def process(flow_name: str | None, through_now: bool, max_rounds: int) -> None:
     """Plan closed windows and run them in-process until caught up (headless; exits 1 on failure)."""
     from loom_assets.processing import process_until_caught_up
-    from loom_assets.resources.kafka import BrokerUnavailable
 
-    try:
-        ok = process_until_caught_up(_instance(), _flows(flow_name), through_now=through_now,
-                                     max_rounds=max_rounds, echo=click.echo)
-    except BrokerUnavailable as error:
-        _die(f"Kafka is unavailable ({settings().kafka_bootstrap_servers}): {error}")
+    ok = process_until_caught_up(_instance(), _flows(flow_name), through_now=through_now,
+                                 max_rounds=max_rounds, echo=click.echo)
     if not ok:
         _die("some runs failed (see the Dagster run logs)")
 
 
 @main.command()
 @click.argument("source")
+@needs("database", "kafka")
 def fetch(source: str) -> None:
     """Run one fetcher now (email, calendar, hackernews) for every configured account: what it
     finds goes to its Kafka topic, for `loom process` or the sensors to pick up."""
@@ -140,7 +141,8 @@ def fetch(source: str) -> None:
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--ui-url", envvar="LOOM_DAGSTER_URL", default="http://localhost:3000", show_default=True,
-              help="The Dagster UI the links point at (LOOM_DAGSTER_URL).")
+              help="The Dagster UI the links point at (LOOM_DAGSTER_URL; else a running `loom dev`'s).")
+@needs("database")
 def search(query: str, flow_name: str | None, since: str | None, limit: int, as_json: bool, ui_url: str) -> None:
     """Search every text Loom holds (emails, events, HN items, transcripts, OCR text): semantic
     (pgvector) and full-text ranking merged, newest model only."""
@@ -148,12 +150,9 @@ def search(query: str, flow_name: str | None, since: str | None, limit: int, as_
     from loom_assets.resources.warehouse import resolve_database_url
     from loom_assets.search import format_hits, hybrid_search, since_time
 
-    try:
-        start = since_time(since, datetime.now(UTC)) if since else None
-        hits = hybrid_search(resolve_database_url(None), query, Models().embedder, flow=flow_name,
-                             since=start, limit=limit, ui_url=ui_url)
-    except RuntimeError as error:  # SearchError, no DATABASE_URL, a model that does not load
-        _die(str(error))
+    start = since_time(since, datetime.now(UTC)) if since else None
+    hits = hybrid_search(resolve_database_url(None), query, Models().embedder, flow=flow_name,
+                         since=start, limit=limit, ui_url=ui_url)
     if as_json:
         click.echo(json.dumps([hit.as_json() for hit in hits], indent=2))
     elif hits:
@@ -165,6 +164,7 @@ def search(query: str, flow_name: str | None, since: str | None, limit: int, as_
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@needs("database", "kafka")
 def status(as_json: bool) -> None:
     """Per flow: watermarks, true lag, failing windows, lost records and gaps, rows per table, errors."""
     from loom_assets.processing import flow_status
@@ -200,7 +200,7 @@ def regions() -> None:
 
 def _database_url() -> str:
     if not settings().database_url:
-        _die("DATABASE_URL is not set (`loom dev` prints it)")
+        _die(stack_file.NO_DATABASE)
     return settings().database_url
 
 
@@ -215,14 +215,11 @@ def _database_url() -> str:
 @click.option("--replace", is_flag=True, help="Update the region of that name if it exists.")
 def regions_add(name, region_type, latitude, longitude, radius_m, polygon, description, replace) -> None:
     """Add a circle (--lat --lon --radius) or a polygon (--polygon)."""
-    from loom_assets.regions import RegionError, add_region
+    from loom_assets.regions import add_region
 
-    try:
-        region = add_region(_database_url(), name, region_type=region_type, latitude=latitude,
-                            longitude=longitude, radius_m=None if polygon else radius_m,
-                            polygon=polygon, description=description, replace=replace)
-    except RegionError as error:
-        _die(str(error))
+    region = add_region(_database_url(), name, region_type=region_type, latitude=latitude,
+                        longitude=longitude, radius_m=None if polygon else radius_m,
+                        polygon=polygon, description=description, replace=replace)
     click.echo(f"region {region['id']} {name!r}: {region['geometry_type']} around "
                f"{region['center_latitude']:.6f}, {region['center_longitude']:.6f} "
                f"({region['radius_meters']:.0f} m)")
@@ -260,6 +257,7 @@ def regions_remove(name: str) -> None:
 @main.command()
 @click.option("--device", "device_id", required=True, help="The device whose data to erase.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@needs("database", "kafka")
 def erase(device_id: str, yes: bool) -> None:
     """Erase a device: its rows in every table, its error rows, the geocode cache entries its
     fixes used, the blobs only its rows held, and its records still in Kafka (landing skips
@@ -314,6 +312,7 @@ def train_activity(out: str | None, seed: int) -> None:
 @main.command("serve-metrics")
 @click.option("--port", default=9464, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
+@needs("database")
 def serve_metrics(port: int, host: str) -> None:
     """Serve Prometheus metrics on /metrics, with /healthz and /readyz."""
     from loom_assets.metrics import metrics_server
@@ -326,20 +325,22 @@ def serve_metrics(port: int, host: str) -> None:
 
 @main.command()
 @click.option("--flow", "flow_name", required=True)
-@click.option("--since", required=True, help="ISO date or time (UTC).")
+@click.option("--since", required=True, help="ISO date or time (UTC unless it has an offset).")
 @click.option("--submit", is_flag=True, help="Queue the chunks as runs for the daemon instead of running them here.")
 @click.option("--stage", "stages", multiple=True,
               help="Re-run this stage (and those reading it) in every window since, stale or not. Repeatable.")
+@needs("database")
 def reprocess(flow_name: str, since: str, submit: bool, stages: tuple[str, ...]) -> None:
     """Re-run windows whose materialization has an older code version, in chunks."""
     from loom_assets.processing import reprocess_flow
 
-    since_at = datetime.fromisoformat(since).replace(tzinfo=UTC) if "+" not in since else datetime.fromisoformat(since)
     try:
-        ok = reprocess_flow(_instance(), _defs().flow_named(flow_name), since_at, submit=submit,
-                            echo=click.echo, stages=stages)
-    except ValueError as error:
-        _die(str(error))
+        since_at = datetime.fromisoformat(since.strip())
+    except ValueError:
+        _die(f"--since {since!r}: give an ISO date (2026-06-01) or time (2026-06-01T09:00, UTC unless it has an offset)")
+    ok = reprocess_flow(_instance(), _defs().flow_named(flow_name),
+                        since_at if since_at.tzinfo else since_at.replace(tzinfo=UTC), submit=submit,
+                        echo=click.echo, stages=stages)
     if not ok:
         _die("some reprocessing runs failed")
 
@@ -366,18 +367,15 @@ def replay(demo: bool, minutes: float, speed: float | None, devices: int, seed: 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on (0.0.0.0: every one).")
 @click.option("--port", default=3001, show_default=True)
+@needs("database")
 def serve(host: str, port: int) -> None:
     """Serve the day page (a timeline of your day over every flow) for DATABASE_URL, read-only."""
     from loom_assets import day
-    from loom_assets.resources.warehouse import resolve_database_url
 
-    try:
-        url = resolve_database_url(None)
-    except RuntimeError as error:
-        _die(str(error))
     config = settings()
     click.echo(f"Your day on http://{host}:{port} (Ctrl-C stops it)")
-    day.server(url, host=host, port=port, dagster_url=config.dagster_url, tile_url=config.map_tile_url).run()
+    day.server(config.database_url, host=host, port=port, dagster_url=config.dagster_url,
+               tile_url=config.map_tile_url).run()
 
 
 @main.command()
@@ -390,6 +388,8 @@ def dev(port: int, day_port: int, no_demo: bool) -> None:
 
     config = settings()
     config.home.mkdir(parents=True, exist_ok=True)
+    if running := stack_file.running_stack(config.home):
+        _die(f"`loom dev` is already running for {config.home} (pid {running['pid']}); stop it, or use another LOOM_HOME")
     given_url = os.environ.get("DATABASE_URL")
     stack = services.start_dev_services(config)
     os.environ.update(stack.environment)
@@ -415,9 +415,11 @@ def dev(port: int, day_port: int, no_demo: bool) -> None:
 
     day_server = day.server(stack.environment["DATABASE_URL"], port=day_port, dagster_url=f"http://127.0.0.1:{port}",
                             tile_url=config.map_tile_url)
+    day_url = None
     if port_is_free(day_port):
         day.serve_in_background(day_server)
-        click.echo(f"Your day on http://127.0.0.1:{day_port}")
+        day_url = f"http://127.0.0.1:{day_port}"
+        click.echo(f"Your day on {day_url}")
     else:
         click.echo(click.style(f"port {day_port} is taken: the day page is not served (--day-port N)", fg="yellow"))
     click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
@@ -428,7 +430,10 @@ def dev(port: int, day_port: int, no_demo: bool) -> None:
     # DAGSTER_HOME, beside its own dagster.yaml (the repository's copy would only confuse it).
     child = subprocess.Popen(command, cwd=os.environ["DAGSTER_HOME"],
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # Where the services are, for `loom` in other terminals.
+    addresses = {**stack.environment, "dagster_url": f"http://127.0.0.1:{port}", "day_url": day_url}
     try:
+        click.echo(f"other terminals' `loom` commands find them in {stack_file.write_stack(config.home, addresses)}")
         child.wait()
     except KeyboardInterrupt:
         child.send_signal(signal.SIGINT)
@@ -438,6 +443,7 @@ def dev(port: int, day_port: int, no_demo: bool) -> None:
             child.kill()
     finally:
         day_server.should_exit = True
+        stack_file.remove_stack(config.home)
         stack.stop()
 
 

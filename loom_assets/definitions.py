@@ -55,11 +55,15 @@ FLOWS = in_reading_order((app_lifecycle.FLOW, motion.FLOW, location.FLOW, power_
                           hackernews.FLOW))
 
 
+class UnknownFlow(KeyError):
+    """A flow name that no flow has (`loom … --flow`)."""
+
+
 def flow_named(name: str):
     for flow in FLOWS:
         if flow.name == name:
             return flow
-    raise KeyError(f"no flow {name!r}; flows: {', '.join(f.name for f in FLOWS)}")
+    raise UnknownFlow(f"no flow {name!r}; flows: {', '.join(f.name for f in FLOWS)}")
 
 
 def resources() -> dict:

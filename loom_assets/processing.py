@@ -60,6 +60,10 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
     return ok
 
 
+class UnknownStage(ValueError):
+    """A stage name that the flow does not have (`loom reprocess --stage`)."""
+
+
 def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submit: bool = False,
                    echo: Callable[[str], None] = print, stages: Sequence[str] = (), max_rounds: int = 20) -> bool:
     """Re-run stale windows of `flow` chunk by chunk: here, one run per chunk, or (`submit`) as
@@ -69,7 +73,7 @@ def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submi
     known = {s.key.path[-1]: s.key for s in flow.stages}
     unknown = [name for name in stages if name not in known]
     if unknown:
-        raise ValueError(f"{flow.name} has no stage {', '.join(unknown)}; stages: {', '.join(known)}")
+        raise UnknownStage(f"{flow.name} has no stage {', '.join(unknown)}; stages: {', '.join(known)}")
     warehouse = res["warehouse"]
     chunks = stale_chunks(warehouse, flow, since, forced={known[name] for name in stages})
     if not chunks:

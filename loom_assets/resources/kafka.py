@@ -1,5 +1,6 @@
 """Kafka, through confluent-kafka. Every broker call carries a timeout."""
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,9 @@ from loom_assets.settings import settings
 # Large enough for the biggest payload the platform accepts (images, audio) plus headroom, so
 # that an oversized record reaches the landing code and becomes an error row instead of a stall.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+# librdkafka's own log lines ("Connect to … failed") go through Python logging under this name
+# instead of straight to stderr, so that `loom` can report a broker that is down in one line.
+LOG = logging.getLogger("loom.kafka")
 
 
 class BrokerUnavailable(RuntimeError):
@@ -48,7 +52,7 @@ class KafkaResource(ConfigurableResource):
         return self.timeout_s or settings().kafka_timeout_s
 
     def _config(self, **extra) -> dict:
-        return {"bootstrap.servers": self.servers, **extra}
+        return {"bootstrap.servers": self.servers, "logger": LOG, **extra}
 
     @contextmanager
     def _consumer(self, group_id: str = "loom-metadata", offset_reset: str = "earliest") -> Iterator[Consumer]:

@@ -27,6 +27,7 @@ from loom_assets.resources.pg_copy import (  # noqa: F401 (the COPY helpers, for
     table_columns,
 )
 from loom_assets.settings import settings
+from loom_assets.stack import NO_DATABASE
 from loom_assets.windows import OffsetRange
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -61,13 +62,14 @@ def apply_migrations(database_url: str, sql_dir: Path = SQL_DIR) -> list[str]:
         backend.connection.close()
 
 
+class DatabaseNotConfigured(RuntimeError):
+    """Neither DATABASE_URL nor a running `loom dev` names a database."""
+
+
 def resolve_database_url(configured: str | None) -> str:
     url = configured or settings().database_url
     if not url:
-        raise RuntimeError(
-            "DATABASE_URL is not set: run `loom dev` (embedded PostgreSQL), or point it at "
-            "PostgreSQL/TimescaleDB and run `loom migrate`"
-        )
+        raise DatabaseNotConfigured(NO_DATABASE)
     return url
 
 

@@ -29,7 +29,7 @@ def test_a_broker_restart_loses_nothing_and_a_dead_broker_fails_fast(postgres, s
         started = time.monotonic()
         result = CliRunner().invoke(main, ["process", "--through-now", "--flow", "app_lifecycle"])
         assert result.exit_code == 1
-        assert "Kafka is unavailable" in result.output
+        assert "Kafka at " in result.output and len(result.output.strip().splitlines()) == 1
         assert time.monotonic() - started < 30  # every broker call has a timeout
 
         broker.start()  # same data folder: the topic and its messages are still there
