@@ -184,8 +184,9 @@ COMMANDS: dict[str, object] = {
     SERVE_METRICS: Serve("loom serve-metrics --port {PORT}", ready="/healthz", expect="events_processed_total"),
     "loom topics create": Run(("loom topics create",), expect="topic(s)"),
     "loom migrate": Run(("loom migrate",), expect="none pending"),
-    # The day page (`loom serve`) and its commands go here when it comes, e.g.
-    # "loom serve [--port P]": Serve("loom serve --port {PORT}", ready="/"),
+    "loom serve [--host 127.0.0.1] [--port 3001]": Serve("loom serve --host 127.0.0.1 --port {PORT}",
+                                                       ready="/api/devices?tz=UTC"),
+    "make screenshot": MakeTarget("screenshot", runs="bench/day.py --people 1 --screenshot docs/day.png"),
     "dagster dev": Serve("dagster dev -p {PORT}", ready="/server_info"),
     "dg dev": Serve("dg dev -p {PORT}", ready="/server_info"),
     "dg check defs": Run(("dg check defs",), expect="All definitions loaded successfully", services=False),
