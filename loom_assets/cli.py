@@ -394,7 +394,7 @@ def dev(port: int, no_demo: bool) -> None:
     try:
         if not no_demo:
             _add_demo_regions(stack.environment["DATABASE_URL"])
-            _demo_session(instance)  # on a fresh home: the catch-up, before the daemon starts
+            _demo_session(instance, port)  # on a fresh home: the catch-up, before the daemon starts
         click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
         command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
                    "-w", str(PROJECT_ROOT / "workspace.yaml")]
@@ -441,55 +441,39 @@ def _add_demo_regions(url: str) -> None:
     click.echo(f"added the demo georegions: {', '.join(r[0] for r in DEMO_REGIONS)}")
 
 
-DEMO_DEVICES, DEMO_SEED = 2, 0  # `loom dev`'s demo: one person's phone and laptop
-
-
-def _demo_session(instance) -> None:
+def _demo_session(instance, port: int) -> None:
     """`loom dev`'s demo: on a fresh LOOM_HOME, yesterday and today so far at once (Kafka
-    timestamps = event times, so windows follow event time), processed here in ranged runs
-    before the daemon starts; then live events from the very instant the catch-up ended."""
-    import time
-
-    from loom_assets import demo as demo_events
-    from loom_assets.demo import session
+    timestamps = event times), processed here in ranged runs before the daemon starts (the UI
+    alone shows them meanwhile); then live events from the very instant the catch-up ended."""
+    from loom_assets.demo import LOCAL_TZ, session
     from loom_assets.processing import process_backlog
 
     start = session.demo_start(settings().home, datetime.now(UTC))
     session.mark_started(settings().home, start)
     if start.catch_up_from is not None:
-        began = time.monotonic()
-        local = start.catch_up_from.astimezone(demo_events.LOCAL_TZ)
-        click.echo(f"replaying yesterday and today so far ({local:%a %H:%M} to "
-                   f"{start.live_from.astimezone(demo_events.LOCAL_TZ):%a %H:%M} in San Francisco) …")
-        messages = demo_events.demo_messages(start.catch_up_from, start.catch_up_minutes, devices=DEMO_DEVICES,
-                                             seed=DEMO_SEED)
-        kafka = _defs().resources()["kafka"]
-        sent = demo_events.replay(kafka.producer(), messages, speed=None, event_timestamps=True, progress=False,
-                                  flush_timeout=300)
-        click.echo(f"replaying yesterday and today so far: {sent} messages produced in "
-                   f"{time.monotonic() - began:.0f} s; processing them …")
-    threading.Thread(target=_demo_forever, args=(start.live_from, start.catch_up_from is None),
-                     daemon=True).start()
+        session.produce_catch_up(_defs().resources()["kafka"].producer(), start, echo=click.echo)
+    threading.Thread(target=_demo_forever, args=(start.live_from, start.catch_up_from is None), daemon=True).start()
     if start.catch_up_from is not None:
-        ok = process_backlog(instance, _defs().FLOWS, datetime.now(UTC), echo=click.echo)
-        click.echo(f"caught up to {start.live_from.astimezone(demo_events.LOCAL_TZ):%H:%M} "
-                   f"({time.monotonic() - began:.0f} s{'' if ok else ', some runs failed'}); continuing live")
+        # The UI without the daemon (whose sensors would ask for the same windows again).
+        ui = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port),
+                               "-w", str(PROJECT_ROOT / "workspace.yaml")], cwd=os.environ["DAGSTER_HOME"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        click.echo(f"Dagster UI on http://127.0.0.1:{port} while the catch-up runs (the daemon starts after it)")
+        try:
+            ok = process_backlog(instance, _defs().FLOWS, datetime.now(UTC), echo=click.echo)
+        finally:
+            ui.terminate()
+            ui.wait(timeout=30)
+        click.echo(f"caught up to {start.live_from.astimezone(LOCAL_TZ):%H:%M}{'' if ok else ' (some runs failed)'}; "
+                   "continuing live")
 
 
 def _demo_forever(live_from: datetime, calendar_on_start: bool = True) -> None:
-    """The demo producer of `loom dev`: events from `live_from` on, each sent when its time comes
-    (those already due at once), an hour at a time; `calendar_on_start`: publish the calendar
-    of the first hour's day (a catch-up before it already did)."""
-    from loom_assets import demo as demo_events
-    from loom_assets.demo.session import live_spans
+    """The demo producer of `loom dev`: real-time synthetic events from `live_from` on."""
+    from loom_assets.demo.session import produce_live
 
     kafka = _defs().resources()["kafka"]
-    for i, (start, minutes) in enumerate(live_spans(live_from)):
-        # Same seed: the same devices every hour, the next hour of their day each time.
-        messages = demo_events.demo_messages(start, minutes, devices=DEMO_DEVICES, seed=DEMO_SEED,
-                                             calendar_on_start=calendar_on_start and i == 0)
-        demo_events.replay(kafka.producer(), messages, speed=1.0, progress=False, wall_clock=True)
-
+    produce_live(kafka.producer, live_from, calendar_on_start)
 
 if __name__ == "__main__":
     main()

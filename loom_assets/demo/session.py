@@ -5,6 +5,7 @@ later start, live events only. A marker file under LOOM_HOME says a demo ran the
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -59,3 +60,33 @@ def live_spans(live_from: datetime, chunk: timedelta = LIVE_CHUNK):
     while True:
         yield start, chunk.total_seconds() / 60
         start += chunk
+
+
+DEVICES, SEED = 2, 0  # `loom dev`'s demo: one person's phone and laptop
+
+
+def produce_catch_up(producer, start: DemoStart, echo=print) -> int:
+    """Replay [catch_up_from, live_from) as fast as the producer takes it, each message stamped
+    with its event time (so every flow's first plan spreads it over the windows of its time)."""
+    from loom_assets.demo.replay import demo_messages, replay
+
+    began = time.monotonic()
+    echo(f"replaying yesterday and today so far ({start.catch_up_from.astimezone(LOCAL_TZ):%a %H:%M} to "
+         f"{start.live_from.astimezone(LOCAL_TZ):%a %H:%M} in San Francisco) …")
+    messages = demo_messages(start.catch_up_from, start.catch_up_minutes, devices=DEVICES, seed=SEED)
+    sent = replay(producer, messages, speed=None, event_timestamps=True, progress=False, flush_timeout=300)
+    echo(f"replaying yesterday and today so far: {sent} messages produced in {time.monotonic() - began:.0f} s")
+    return sent
+
+
+def produce_live(producer_factory, live_from: datetime, calendar_on_start: bool = True) -> None:
+    """Forever: events from `live_from` on, an hour at a time, each sent when the clock reaches
+    its event time (those already due at once); `calendar_on_start`: publish the calendar of the
+    first hour's day (false after a catch-up, which published it)."""
+    from loom_assets.demo.replay import demo_messages, replay
+
+    for i, (start, minutes) in enumerate(live_spans(live_from)):
+        # Same seed: the same devices every hour, the next hour of their day each time.
+        messages = demo_messages(start, minutes, devices=DEVICES, seed=SEED,
+                                 calendar_on_start=calendar_on_start and i == 0)
+        replay(producer_factory(), messages, speed=1.0, progress=False, wall_clock=True)

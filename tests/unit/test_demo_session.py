@@ -40,8 +40,8 @@ def test_live_spans_follow_on_exactly():
     assert a == NOW and b == a + timedelta(minutes=minutes_a) and c - b == session.LIVE_CHUNK
 
 
-def test_live_takes_over_at_the_instant_the_catch_up_ended_without_gap_or_duplicate():
-    start = session.demo_start(session.Path("/nonexistent-loom-home"), NOW)
+def test_live_takes_over_at_the_instant_the_catch_up_ended_without_gap_or_duplicate(tmp_path):
+    start = session.demo_start(tmp_path, NOW)
     topics = [demo.GPS_TOPIC, demo.WIFI_TOPIC, demo.CALENDAR_TOPIC]
     # The last two hours of the catch-up (its messages do not depend on where the span began
     # for these periodic streams' ends) and the first live hour.
@@ -79,6 +79,32 @@ def test_a_live_replay_sends_what_is_due_at_once_stamped_with_event_time():
     producer = Producer()
     assert demo.replay(producer, messages, speed=1.0, progress=False, wall_clock=True) == len(messages)
     assert producer.produced == [int(m.timestamp.timestamp() * 1000) for m in messages]
+
+
+def test_the_catch_up_is_produced_at_once_stamped_with_event_time_and_ends_before_live_begins():
+    class Producer:
+        def __init__(self):
+            self.produced = []
+
+        def produce(self, topic, **kwargs):
+            self.produced.append(kwargs["timestamp"])
+
+        def poll(self, timeout=0):
+            return 0
+
+        def flush(self, timeout=None):
+            return 0
+
+    live_from = datetime(2024, 6, 27, 17, 0, 0, 123000, tzinfo=UTC)
+    start = session.DemoStart(live_from - timedelta(minutes=3), live_from)
+    producer, lines = Producer(), []
+    sent = session.produce_catch_up(producer, start, echo=lines.append)
+    expected = list(demo.demo_messages(start.catch_up_from, 3, devices=session.DEVICES, seed=session.SEED))
+    assert sent == len(producer.produced) == len(expected) > 100
+    assert producer.produced == [int(m.timestamp.timestamp() * 1000) for m in expected]
+    assert max(producer.produced) < live_from.timestamp() * 1000
+    assert lines[0].startswith("replaying yesterday and today so far (Thu 09:57 to Thu 10:00")
+    assert lines[1].startswith(f"replaying yesterday and today so far: {sent} messages")
 
 
 def test_a_backlog_runs_in_six_hour_cells_oldest_first_every_flow_in_its_order():
