@@ -36,6 +36,7 @@ SAMPLE_RATE = 16_000
 CHUNK_S = 2  # phones send ~2 s chunks (as tests/integration/test_audio_flow.py does)
 ROOM_NOISE = 0.002  # RMS of the room around the voice (full scale 1.0)
 LEAD_S, PAUSE_S, TAIL_S = 0.8, 1.2, 1.0  # silence before, between and after sentences
+LONGEST_CLIP = timedelta(minutes=5)  # every clip is shorter: one that ends before a span is not made
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def audio_stream(
         for clip in CLIPS:
             rng = random.Random(f"loom-demo-speech:{seed}:{device.index}:{planned}:{clip.name}")
             t0 = clip_start(clip, plan, day, rng)
-            if t0 is None or t0 >= end or t0 + timedelta(minutes=5) < start:
+            if t0 is None or t0 >= end or t0 + LONGEST_CLIP < start:
                 continue
             samples = clip_audio(clip, rng)
             per_chunk = CHUNK_S * SAMPLE_RATE
