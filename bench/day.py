@@ -51,7 +51,8 @@ def lived_day(hours: float):
     from confluent_kafka import Producer
 
     from loom_assets import demo
-    from loom_assets.cli import _add_demo_regions, main, topic_specs
+    from loom_assets.cli import main, topic_specs
+    from loom_assets.dev import add_demo_regions
     from loom_assets.definitions import resources
     from loom_assets.embedded import services
     from loom_assets.resources.warehouse import apply_migrations
@@ -62,7 +63,7 @@ def lived_day(hours: float):
     url = stack.environment["DATABASE_URL"]
     apply_migrations(url)
     resources()["kafka"].create_topics(topic_specs())
-    _add_demo_regions(url)
+    add_demo_regions(url)
     day = (datetime.now(UTC) - timedelta(days=1)).astimezone(demo.LOCAL_TZ).date()
     midnight = datetime(day.year, day.month, day.day, tzinfo=demo.LOCAL_TZ)
     producer = Producer({"bootstrap.servers": stack.environment["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 50})

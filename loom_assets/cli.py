@@ -3,10 +3,6 @@
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +12,6 @@ from loom_assets import stack as stack_file
 from loom_assets.cli_errors import LoomGroup, needs
 from loom_assets.cli_errors import die as _die
 from loom_assets.events.topics import TOPICS
-from loom_assets.redaction import redact
 from loom_assets.settings import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -383,107 +378,10 @@ def serve(host: str, port: int) -> None:
 @click.option("--day-port", default=3001, show_default=True, help="The day page's port.")
 @click.option("--no-demo", is_flag=True, help="Do not start the demo producer.")
 def dev(port: int, day_port: int, no_demo: bool) -> None:
-    """Run Loom on embedded defaults: PostgreSQL, Kafka, Dagster UI + daemon, demo producer."""
-    from loom_assets.embedded import services
+    """Run Loom on embedded defaults: PostgreSQL, Kafka, Dagster UI + daemon, the day page, demo producer."""
+    from loom_assets import dev as dev_stack
 
-    config = settings()
-    config.home.mkdir(parents=True, exist_ok=True)
-    if running := stack_file.running_stack(config.home):
-        _die(f"`loom dev` is already running for {config.home} (pid {running['pid']}); stop it, or use another LOOM_HOME")
-    given_url = os.environ.get("DATABASE_URL")
-    stack = services.start_dev_services(config)
-    os.environ.update(stack.environment)
-    # The embedded database's URL is printed whole, for other shells to use; one from the
-    # environment is the user's own, and its password stays out of the terminal.
-    click.echo(f"PostgreSQL: {redact(given_url) if given_url else stack.environment['DATABASE_URL']}")
-    click.echo(f"Kafka:      {stack.environment['KAFKA_BOOTSTRAP_SERVERS']} ({stack.broker_kind})")
-    from loom_assets.resources.warehouse import apply_migrations
-
-    apply_migrations(stack.environment["DATABASE_URL"])
-    created = _defs().resources()["kafka"].create_topics(topic_specs())
-    click.echo(f"migrations applied; {len(created)} topic(s) created")
-    instance = _instance()
-    _fail_orphaned_runs(instance)
-    from loom_assets.flows.location import GEOCODER_POOL
-
-    instance.event_log_storage.set_concurrency_slots(GEOCODER_POOL, 1)
-    if not no_demo:
-        _add_demo_regions(stack.environment["DATABASE_URL"])
-        threading.Thread(target=_demo_forever, daemon=True).start()
-    from loom_assets import day
-    from loom_assets.ports import port_is_free
-
-    day_server = day.server(stack.environment["DATABASE_URL"], port=day_port, dagster_url=f"http://127.0.0.1:{port}",
-                            tile_url=config.map_tile_url)
-    day_url = None
-    if port_is_free(day_port):
-        day.serve_in_background(day_server)
-        day_url = f"http://127.0.0.1:{day_port}"
-        click.echo(f"Your day on {day_url}")
-    else:
-        click.echo(click.style(f"port {day_port} is taken: the day page is not served (--day-port N)", fg="yellow"))
-    click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a plain `kill` also stops the services
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
-               "-w", str(PROJECT_ROOT / "workspace.yaml")]
-    # `dagster dev` ignores SIGINT if it inherits it ignored: reset it for the child. It runs in
-    # DAGSTER_HOME, beside its own dagster.yaml (the repository's copy would only confuse it).
-    child = subprocess.Popen(command, cwd=os.environ["DAGSTER_HOME"],
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    # Where the services are, for `loom` in other terminals.
-    addresses = {**stack.environment, "dagster_url": f"http://127.0.0.1:{port}", "day_url": day_url}
-    try:
-        click.echo(f"other terminals' `loom` commands find them in {stack_file.write_stack(config.home, addresses)}")
-        child.wait()
-    except KeyboardInterrupt:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    finally:
-        day_server.should_exit = True
-        stack_file.remove_stack(config.home)
-        stack.stop()
-
-
-def _fail_orphaned_runs(instance) -> None:
-    """Runs a previous `loom dev` left started died with it; marked failed, they free their
-    run-queue slots (and their windows can be re-run)."""
-    from dagster import DagsterRunStatus, RunsFilter
-
-    live = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
-    for run in instance.get_runs(RunsFilter(statuses=live)):
-        instance.report_run_failed(run, "the Dagster process running it stopped (loom dev restarted)")
-        click.echo(f"marked orphaned run {run.run_id} failed")
-
-
-def _stop_on_sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _add_demo_regions(url: str) -> None:
-    """The demo person's Home and Work, when no georegion is defined yet."""
-    from loom_assets.demo import DEMO_REGIONS
-    from loom_assets.regions import add_region, list_regions
-
-    if list_regions(url):
-        return
-    for name, region_type, place, radius_m in DEMO_REGIONS:
-        add_region(url, name, region_type=region_type, latitude=place.lat, longitude=place.lon, radius_m=radius_m)
-    click.echo(f"added the demo georegions: {', '.join(r[0] for r in DEMO_REGIONS)}")
-
-
-def _demo_forever() -> None:
-    """The demo producer of `loom dev`: real-time synthetic events, an hour at a time."""
-    from loom_assets import demo as demo_events
-
-    kafka = _defs().resources()["kafka"]
-    start = datetime.now(UTC)
-    while True:  # same seed: the same devices every hour, the next hour of their day each time
-        messages = demo_events.demo_messages(start, 60, devices=2, seed=0)
-        demo_events.replay(kafka.producer(), messages, speed=1.0, progress=False)
-        start += timedelta(minutes=60)
+    dev_stack.run(port, day_port, demo=not no_demo)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,29 @@
 calls, then the flow's job for each window, with the sensor's run keys so nothing runs twice.
 """
 
+import functools
+import multiprocessing
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from dagster import DagsterInstance
 from psycopg import sql
 from tqdm import tqdm
 
-from loom_assets.dagster_compat import PartitionBackfill, make_new_backfill_id
+from loom_assets.dagster_compat import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PartitionBackfill,
+    make_new_backfill_id,
+)
 from loom_assets.flows.base import Flow
 from loom_assets.sensors.kafka_windows import plan_closed_windows, run_requests
 from loom_assets.sensors.reprocessing import StaleChunk, stale_chunks
-from loom_assets.windows import unplanned_records
+from loom_assets.settings import settings
+from loom_assets.windows import partition_key, unplanned_records
 
 RUN_KEY_TAG = "loom/run_key"
 
@@ -62,6 +72,126 @@ def process_until_caught_up(instance: DagsterInstance, flows: Sequence[Flow], th
 
 class UnknownStage(ValueError):
     """A stage name that the flow does not have (`loom reprocess --stage`)."""
+
+
+# A backlog runs in ranges of this much event time: one run per range and flow instead of one
+# per window (a 5-minute flow's day is 288 runs of ~4 s of Dagster's own work each).
+BACKLOG_RANGE = timedelta(hours=6)
+_GRID_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class BacklogRun:
+    flow: str
+    first: datetime  # the first and last window start of the run's range
+    last: datetime
+    until: datetime  # the end of the range's time cell: all flows are done to here after its runs
+
+
+def backlog_runs(starts: Mapping[str, Sequence[datetime]], span: timedelta = BACKLOG_RANGE) -> list[BacklogRun]:
+    """The ranged runs of a backlog: each flow's window starts (given in the flows' reading
+    order) grouped by the cell of a `span` grid they start in, one run per flow and cell (the
+    windows between without records go along, empty); in time order, every flow's run of a
+    cell before the next cell's, so the oldest hours fill every table first."""
+    runs = []
+    for order, (flow, flow_starts) in enumerate(starts.items()):
+        cells: dict[int, list[datetime]] = {}
+        for start in flow_starts:
+            cells.setdefault((start - _GRID_ORIGIN) // span, []).append(start)
+        runs += [(cell, order, BacklogRun(flow, min(s), max(s), _GRID_ORIGIN + (cell + 1) * span))
+                 for cell, s in cells.items()]
+    return [run for _, _, run in sorted(runs, key=lambda r: r[:2])]
+
+
+def next_backlog_run(pending: Sequence[BacklogRun], running: Collection[BacklogRun],
+                     reads: Mapping[str, Collection[str]]) -> BacklogRun | None:
+    """The first pending run that may start now: no run of its flow is running (a flow's ranges
+    run in order, one at a time), and no run of a flow it reads (`reads`: flow -> the flows whose
+    tables it reads by event time) up to the same time is still pending or running."""
+    busy = {run.flow for run in running}
+    waiting = [*pending, *running]
+    for run in pending:
+        if run.flow in busy:
+            continue
+        if any(other.flow in reads.get(run.flow, ()) and other.until <= run.until for other in waiting):
+            busy.add(run.flow)  # and its later ranges wait too
+            continue
+        return run
+    return None
+
+
+@functools.cache
+def _worker_instance() -> DagsterInstance:
+    return DagsterInstance.get()  # DAGSTER_HOME, inherited from the process that started the worker
+
+
+def _run_backlog_range(flow_name: str, first: datetime, last: datetime, instance: DagsterInstance | None = None):
+    from loom_assets import definitions
+
+    flow = definitions.flow_named(flow_name)
+    result = definitions.defs.resolve_job_def(flow.job.name).execute_in_process(
+        instance=instance or _worker_instance(), raise_on_error=False,
+        tags={**flow.run_tags, "loom/backlog": "true", ASSET_PARTITION_RANGE_START_TAG: partition_key(first),
+              ASSET_PARTITION_RANGE_END_TAG: partition_key(last)})
+    return result.success, result.run_id
+
+
+def process_backlog(instance: DagsterInstance, flows: Sequence[Flow], now: datetime,
+                    echo: Callable[[str], None] = print, span: timedelta = BACKLOG_RANGE,
+                    workers: int = 2) -> bool:
+    """Plan every window up to `now` (as the sensor and `loom process --through-now` do), then
+    land and process the windows not landed yet in ranged runs (`backlog_runs`: what a
+    single-run backfill launches), recorded in the instance like any run: here (`workers` 1),
+    or in that many worker processes opening the same instance (DAGSTER_HOME), so a flow with
+    much data (motion) runs beside the others. For a long backlog, e.g. `loom dev`'s first demo
+    day; the sensors go on from the windows after `now`'s. Returns False if a run failed."""
+    _, res = _resources()
+    kafka, warehouse = res["kafka"], res["warehouse"]
+    starts = {}
+    for flow in flows:
+        # Through now: the windows in progress too (a day-long window of today would otherwise
+        # wait for its end); what comes later lands in the windows after them.
+        while plan_closed_windows(flow, kafka, warehouse, now, through_now=True, warn=echo):
+            pass  # at most MAX_WINDOWS_PER_TICK windows per call
+        starts[flow.name] = [w.start for w in warehouse.unlanded_windows(flow.name, since=now - settings().retention)]
+    reads = {flow.name: {read.asset.path[0] for _, read in flow.reads} for flow in flows}
+    pending, running = backlog_runs(starts, span), {}
+    total, done_to, ok, began = len(pending), None, True, time.monotonic()
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            if workers > 1 else None)
+    try:
+        while pending or running:
+            while len(running) < workers and (run := next_backlog_run(pending, running.values(), reads)):
+                pending.remove(run)
+                running[pool.submit(_run_backlog_range, run.flow, run.first, run.last) if pool else
+                        _completed(_run_backlog_range(run.flow, run.first, run.last, instance))] = run
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = running.pop(future)
+                success, run_id = future.result()
+                if not success:
+                    ok = False
+                    echo(f"{run.flow} {partition_key(run.first)} … {partition_key(run.last)}: run {run_id} failed")
+            left = [*pending, *running.values()]
+            reached = min(r.until for r in left) - span if left else now  # the earliest cell not done
+            if reached != done_to:
+                done_to = reached
+                echo(f"backlog: every flow done to {min(reached, now):%a %H:%M} UTC "
+                     f"({total - len(left)} of {total} runs, {time.monotonic() - began:.0f} s)")
+    except BaseException:  # Ctrl-C, or a `kill` of `loom dev`: stop the workers' runs too
+        for process in (pool._processes or {}).values() if pool else ():  # noqa: SLF001 - no public way
+            process.terminate()
+        raise
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return ok
+
+
+def _completed(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submit: bool = False,

@@ -58,6 +58,8 @@ from loom_assets.demo.constants import (
     ACCELEROMETER_TOPIC,
     APP_EVENTS_PER_S,
     APP_LIFECYCLE_TOPIC,
+    AUDIO_TOPIC,
+    CALENDAR_TOPIC,
     CAMERA_TOPIC,
     DEMO_TOPICS,
     GPS_INTERVAL_S,

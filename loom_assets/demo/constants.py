@@ -14,6 +14,8 @@ GPS_TOPIC = "device.sensor.gps.raw"  # docs/flows/location.md
 ACCELEROMETER_TOPIC = "device.sensor.accelerometer.raw"  # docs/flows/motion.md
 SCREENSHOT_TOPIC = "device.image.screenshot.raw"  # docs/flows/screenshot_ocr.md
 CAMERA_TOPIC = "device.image.camera.raw"  # docs/flows/camera_vision.md
+AUDIO_TOPIC = "device.audio.raw"  # docs/flows/audio.md#kafka-topics
+CALENDAR_TOPIC = "external.calendar.events.raw"  # docs/flows/calendar.md#kafka-topics
 
 DEMO_TOPICS: tuple[str, ...] = (
     APP_LIFECYCLE_TOPIC,
@@ -24,6 +26,8 @@ DEMO_TOPICS: tuple[str, ...] = (
     ACCELEROMETER_TOPIC,
     SCREENSHOT_TOPIC,
     CAMERA_TOPIC,
+    AUDIO_TOPIC,
+    CALENDAR_TOPIC,
 )
 
 SCHEMA_VERSION = "1.0"  # docs/messages.md#rest-envelope, docs/messages.md#unified-envelope

@@ -126,6 +126,14 @@ class DayPlan:
         ]
         return segs
 
+    def planned_date(self, day: date) -> date:
+        """The date whose plan the local ``day`` lives (its own, or shifted by ``plan_date``)."""
+        return day + self._plan_shift
+
+    def segments_of(self, day: date) -> list[Segment]:
+        """The segments that start on the local ``day``."""
+        return [s for s in self.segments if s.start.astimezone(LOCAL_TZ).date() == day]
+
     def at(self, t: datetime) -> Segment:
         i = bisect.bisect_right(self._starts, t) - 1
         return self.segments[max(i, 0)]

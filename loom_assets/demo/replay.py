@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import time
@@ -11,9 +12,12 @@ from typing import Any
 
 from loom_assets.demo.accelerometer import accelerometer_stream
 from loom_assets.demo.apps import app_lifecycle_stream
+from loom_assets.demo.calendar import calendar_stream
 from loom_assets.demo.constants import (
     ACCELEROMETER_TOPIC,
     APP_LIFECYCLE_TOPIC,
+    AUDIO_TOPIC,
+    CALENDAR_TOPIC,
     CAMERA_TOPIC,
     DEMO_TOPICS,
     GPS_TOPIC,
@@ -28,6 +32,7 @@ from loom_assets.demo.media import camera_stream, screenshot_stream
 from loom_assets.demo.messages import DemoMessage
 from loom_assets.demo.people import demo_devices
 from loom_assets.demo.power import laptop_power_stream, mobile_power_stream
+from loom_assets.demo.speech import audio_stream
 from loom_assets.demo.wifi import wifi_stream
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,8 @@ log = logging.getLogger(__name__)
 _STREAMS = {  # family -> (topic, generator)
     "phone": ((APP_LIFECYCLE_TOPIC, app_lifecycle_stream), (SENSOR_POWER_TOPIC, mobile_power_stream),
               (WIFI_TOPIC, wifi_stream), (GPS_TOPIC, gps_stream),
-              (ACCELEROMETER_TOPIC, accelerometer_stream), (CAMERA_TOPIC, camera_stream)),
+              (ACCELEROMETER_TOPIC, accelerometer_stream), (CAMERA_TOPIC, camera_stream),
+              (AUDIO_TOPIC, audio_stream), (CALENDAR_TOPIC, calendar_stream)),
     "laptop": ((APP_LIFECYCLE_TOPIC, app_lifecycle_stream), (STATE_POWER_TOPIC, laptop_power_stream),
                (WIFI_TOPIC, wifi_stream), (SCREENSHOT_TOPIC, screenshot_stream)),
 }
@@ -57,13 +63,16 @@ def demo_messages(
     seed: int = 0,
     topics: Iterable[str] | None = None,
     plan_date: date | None = None,
+    calendar_on_start: bool = True,
 ) -> Iterator[DemoMessage]:
     """Time-ordered messages for every demo topic (or only ``topics``).
 
     ``start`` is UTC (a naive value is taken as UTC, as Loom v2 does); messages cover
     ``[start, start + minutes)``. Device 0 is an Android phone, 1 a MacBook, 2 an iPhone, ...
     The same (start, minutes, devices, seed) always gives the same messages; the day's plan is
-    drawn from its date, or from ``plan_date`` when given (see `DayPlan`).
+    drawn from its date, or from ``plan_date`` when given (see `DayPlan`). The calendar of the
+    day ``start`` falls in is published at ``start`` unless ``calendar_on_start`` is false (a span
+    that continues another, whose start already published it).
     """
     wanted = set(DEMO_TOPICS if topics is None else topics)
     if wanted - set(DEMO_TOPICS):
@@ -76,9 +85,13 @@ def demo_messages(
         if device.person not in plans:
             plans[device.person] = DayPlan(seed, device.person, start, end, plan_date)
         plan = plans[device.person]
-        streams.extend(stream(device, plan, seed, start, end)
+        streams.extend(_stream(stream, calendar_on_start)(device, plan, seed, start, end)
                        for topic, stream in _STREAMS[device.family] if topic in wanted)
     return heapq.merge(*streams, key=lambda m: m.timestamp)
+
+
+def _stream(stream, calendar_on_start: bool):
+    return functools.partial(stream, on_start=calendar_on_start) if stream is calendar_stream else stream
 
 
 def replay(
@@ -89,13 +102,16 @@ def replay(
     *,
     flush_timeout: float = 30.0,
     event_timestamps: bool | None = None,
+    wall_clock: bool = False,
 ) -> int:
     """Send ``messages`` with a configured confluent-kafka ``producer``.
 
     ``speed=None`` sends as fast as possible; ``speed=X`` sleeps so that X seconds of event time
     pass per second of wall time. The Kafka message timestamp is the event time when replaying
     at a speed (``event_timestamps`` overrides); as fast as possible it is left to the producer
-    (now), which keeps brokers from rejecting future event times. Shows a tqdm bar, flushes with
+    (now), which keeps brokers from rejecting future event times. ``wall_clock`` sends each message
+    when the clock reaches its event time (those already due at once), stamped with it: live, from
+    an instant in the past without a gap. Shows a tqdm bar, flushes with
     ``flush_timeout`` and returns the number of messages delivered (produced minus still queued).
     """
     from tqdm import tqdm
@@ -103,14 +119,17 @@ def replay(
     if speed is not None and speed <= 0:
         raise ValueError("speed must be positive (or None for as fast as possible)")
     if event_timestamps is None:
-        event_timestamps = speed is not None
+        event_timestamps = speed is not None or wall_clock
     total = len(messages) if hasattr(messages, "__len__") else None
     sent = 0
     wall0: float | None = None
     event0: datetime | None = None
     with tqdm(total=total, unit="msg", desc="demo replay", disable=not progress) as bar:
         for msg in messages:
-            if speed is not None:
+            if wall_clock:
+                while (wait := msg.timestamp.timestamp() - time.time()) > 0:
+                    producer.poll(min(wait, 0.25))
+            elif speed is not None:
                 if event0 is None:
                     wall0, event0 = time.monotonic(), msg.timestamp
                 due = wall0 + (msg.timestamp - event0).total_seconds() / speed

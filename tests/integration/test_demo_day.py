@@ -1,6 +1,8 @@
 """A demo afternoon (the coffee walk, back to work, the drive home) through the location and
-motion flows: the activities and visits `loom dev` shows are the ones the person lived."""
+motion flows: the activities and visits `loom dev` shows are the ones the person lived; a demo
+morning's standup through the calendar and audio flows."""
 
+import shutil
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -57,3 +59,27 @@ def test_a_demo_afternoon_gives_the_activities_and_visits_lived(loom_env):
     assert visits["visit_count_30d"].tolist()[:3] == [1, 1, 2]
     events = table(url, "location_georegions", order="recorded_at")
     assert {"enter", "exit", "dwell"} <= set(events["event_type"])
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_a_demo_morning_has_the_standup_in_the_calendar_and_in_what_was_said(loom_env):
+    """Yesterday 09:20-09:50 in San Francisco: the calendar's "Daily standup" (published at the
+    replay's start) and the person's standup words, through `loom process`."""
+    day = (datetime.now(UTC) - timedelta(days=1)).astimezone(demo.LOCAL_TZ).date()
+    start = datetime(day.year, day.month, day.day, 9, 20, tzinfo=demo.LOCAL_TZ).astimezone(UTC)
+    producer = Producer({"bootstrap.servers": loom_env["bootstrap"], "message.max.bytes": 16 * 1024 * 1024})
+    messages = list(demo.demo_messages(start, 30, devices=1, topics=[demo.AUDIO_TOPIC, demo.CALENDAR_TOPIC],
+                                       plan_date=PLAN_DATE))
+    assert demo.replay(producer, messages, speed=None, event_timestamps=True, progress=False) == len(messages)
+    invoke("process", "--through-now", "--flow", "calendar")
+    invoke("process", "--through-now", "--flow", "audio")
+
+    url = loom_env["database_url"]
+    events = table(url, "calendar_events", order="start_time")
+    standup = events[events["title"] == "Daily standup"].iloc[0]
+    assert standup["start_time"] == datetime(day.year, day.month, day.day, 9, 30, tzinfo=demo.LOCAL_TZ)
+    assert standup["meeting_type"] == "team" and standup["attendee_count"] == 4
+    said = " ".join(table(url, "audio_transcripts", order="recorded_at")["text"]).lower()
+    # Whisper tiny.en hears espeak-ng well, if not every word (tests/integration/test_audio_flow.py).
+    assert sum(word in said for word in ("standup", "upload", "retry", "migration", "blockers")) >= 3, said
+    assert len(table(url, "processing_errors", order="source_offset")) == 0

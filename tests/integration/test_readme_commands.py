@@ -27,6 +27,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from loom_assets.demo import session
 from loom_assets.ports import free_port
 from tests.conftest import CACHE
 from tests.integration.test_search import corpus_url  # noqa: F401 (a fixture: emails, events, … to find)
@@ -319,6 +320,9 @@ def check_loom_dev(check: LoomDev) -> None:
     home = Path(tempfile.mkdtemp(prefix="loom-dev-"))
     (home / "cache").mkdir()
     (home / "cache" / "kafka-libs").symlink_to(CACHE / "kafka-libs")
+    # A home the demo ran in before: live events at once, not a first start's whole-day catch-up
+    # (minutes of processing; its parts are tested in test_demo_session.py and test_demo_day.py).
+    (home / session.MARKER).write_text("{}")
     env = terminal({"LOOM_HOME": str(home)}, drop=("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME",
                                                    "LOOM_DAGSTER_URL"))
     port = free_port()
@@ -335,6 +339,7 @@ def check_loom_dev(check: LoomDev) -> None:
         assert stack["pid"] == process.pid and stack["dagster_url"] == f"http://127.0.0.1:{port}"
         assert oct(stack_path.stat().st_mode & 0o777) == "0o600"
         wait_until_served(f"{stack['dagster_url']}/server_info", process, log)
+        assert '"devices"' in http_get(f"{stack['day_url']}/api/devices?tz=UTC")  # the day page beside it
         # A second terminal: nothing set but LOOM_HOME.
         second = subprocess.run(["loom", "status", "--json"], cwd=PROJECT_ROOT, env=env, capture_output=True,
                                 text=True, timeout=300)

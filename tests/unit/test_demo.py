@@ -41,7 +41,10 @@ PAYLOAD_FIELDS = {  # docs/messages.md#payload-fields, in model order
 # it is tested on its own below (minutes at a time, or its sample arrays for a whole day). The
 # screenshots and photos come only while the person is up and are tested on their own too.
 MEDIA_TOPICS = [demo.SCREENSHOT_TOPIC, demo.CAMERA_TOPIC]
-SLOW_TOPICS = [t for t in DEMO_TOPICS if t != ACCELEROMETER_TOPIC and t not in MEDIA_TOPICS]
+# Speech and the calendar come a few times a day (tests/unit/test_demo_speech_calendar.py).
+OCCASIONAL_TOPICS = [demo.AUDIO_TOPIC, demo.CALENDAR_TOPIC]
+SLOW_TOPICS = [t for t in DEMO_TOPICS
+               if t != ACCELEROMETER_TOPIC and t not in MEDIA_TOPICS and t not in OCCASIONAL_TOPICS]
 MOBILE_POWER_SOURCES = {"charging", "discharging", "full", "connectedNotCharging"}
 THERMAL = {"nominal", "fair", "serious", "critical"}
 
