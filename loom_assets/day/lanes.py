@@ -242,8 +242,10 @@ LANES: Sequence[Lane] = (
             WHERE t.recorded_at >= %(start)s AND t.recorded_at < %(end)s
               AND s.recorded_at >= %(lookback)s AND s.recorded_at < %(end)s + interval '1 day' {devices}
             ORDER BY s.start_time""",
-         lambda r, d: _item("speech", r, d, "audio/transcripts", _one_line(r["text"], 60),
-                            details={"transcript": r["text"], "words": r["word_count"], "language": r["language"],
+         # A point with its words: a few seconds of speech would be too narrow a range to read.
+         lambda r, d: _item("speech", r, d, "audio/transcripts", _one_line(r["text"], 60), end=None,
+                            details={"transcript": r["text"], "seconds": round((r["end"] - r["start"]).total_seconds(), 1),
+                                     "words": r["word_count"], "language": r["language"],
                                      "transcriber": r["transcriber"]})),
     Lane("environment", "Sound",
          spans_sql("audio_environment_latest", "environment", where="AND environment <> 'unknown'"),

@@ -9,10 +9,12 @@ from urllib.request import urlopen
 import orjson
 import pytest
 from confluent_kafka import Producer
+from dagster import DagsterInstance
 
 from loom_assets import day as day_page
-from loom_assets import demo
+from loom_assets import definitions, demo
 from loom_assets.ports import free_port
+from loom_assets.processing import process_backlog
 from tests.conftest import prepare_loom_env
 from tests.integration.browser import open_page
 from tests.integration.test_spine import invoke
@@ -30,10 +32,6 @@ def lived(kafka_broker, postgres, tmp_path_factory):
     """The demo afternoon, landed and processed, and the day page serving it."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         env = prepare_loom_env(postgres, kafka_broker.bootstrap_servers, monkeypatch, tmp_path_factory.mktemp("day"))
-        # Hour windows: the same rows as 5-minute ones, in a tenth of the runs.
-        for flow in ("APP_LIFECYCLE", "POWER_STATE", "NETWORK_EVENTS", "LOCATION", "MOTION", "AUDIO",
-                     "SCREENSHOT_OCR", "CAMERA_VISION", "CALENDAR"):
-            monkeypatch.setenv(f"LOOM_WINDOW_{flow}_MINUTES", "60")
         day = (datetime.now(UTC) - timedelta(days=1)).astimezone(demo.LOCAL_TZ).date()
         noon = datetime(day.year, day.month, day.day, 12, tzinfo=demo.LOCAL_TZ)
         plan = demo.DayPlan(0, 0, noon, noon + timedelta(hours=12), PLAN_DATE)
@@ -47,7 +45,8 @@ def lived(kafka_broker, postgres, tmp_path_factory):
         producer = Producer({"bootstrap.servers": env["bootstrap"], "linger.ms": 50})
         messages = demo.demo_messages(start, minutes, devices=2, plan_date=PLAN_DATE)
         demo.replay(producer, messages, speed=None, event_timestamps=True, progress=False)
-        invoke("process", "--through-now", "--max-rounds", "40")
+        # As `loom dev`'s first start processes its catch-up: ranged runs, not one per window.
+        assert process_backlog(DagsterInstance.get(), definitions.FLOWS, datetime.now(UTC))
 
         server = day_page.server(env["database_url"], port=free_port(), dagster_url="http://dagster.test",
                                  tile_url="")
@@ -91,6 +90,13 @@ def test_each_lane_holds_what_the_demo_person_lived(lived):
     covered = sum(max(timedelta(0), min(at(a, "end"), drive.end) - max(at(a), drive.start)).total_seconds()
                   for a in vehicle)
     assert covered >= 0.7 * (drive.end - drive.start).total_seconds()
+
+    # The standup (the calendar of the day, published as the replay began) and what was said at the
+    # coffee shop (the demo's espeak-ng speech, through VAD and speech-to-text).
+    standup = [e for e in lane(timeline, "calendar") if e["content"] == "Daily standup"]
+    assert len(standup) == 1 and at(standup[0]).astimezone(demo.LOCAL_TZ).strftime("%H:%M") == "09:30"
+    said = [s for s in lane(timeline, "speech") if "oat milk" in s["details"]["transcript"].lower()]
+    assert said and coffee.start <= at(said[0]) <= coffee.end
 
     # Screens: the laptop's screenshots, headed by their window's title.
     headings = {item["content"] for item in lane(timeline, "screens")}
@@ -149,9 +155,11 @@ def test_bad_parameters_get_a_clear_error(lived, query, message):
 
 def test_the_page_draws_every_lane_and_the_track(lived):
     with open_page(f"{lived['base']}/?date={lived['day'].isoformat()}", timezone=TZ) as page:
-        for kind in ("activity", "visit", "app", "screen", "charging", "wifi"):
+        for kind in ("activity", "visit", "app", "screen", "photo", "speech", "event", "charging", "wifi"):
             assert page.locator(f".vis-item.{kind}").count() > 0, kind
         assert page.locator(".vis-item.visit", has_text="Work").count() >= 2
+        assert page.locator(".vis-item.event", has_text="Daily standup").count() == 1
+        assert page.locator(".vis-item.speech", has_text="oat milk").count() >= 1
         assert page.locator(".vis-item.screen img").count() > 0  # thumbnails
         assert page.locator("path.track").count() == 1 and page.locator("path.visit").count() >= 2
         # An item opens its details, with the link to its window in Dagster.
@@ -181,7 +189,8 @@ def test_a_search_hit_moves_the_timeline_to_its_moment(lived):
 
 def test_search_is_scoped_to_the_day_or_to_all_time(lived):
     day_hits = api(lived, "search", q="storage+migration")["hits"]
-    assert day_hits and all(h["flow"] == "screenshot_ocr" for h in day_hits)
+    assert "screenshot_ocr" in {h["flow"] for h in day_hits}
+    assert {at(h, "recorded_at").astimezone(demo.LOCAL_TZ).date() for h in day_hits} == {lived["day"]}
     before = (lived["day"] - timedelta(days=2)).isoformat()
     assert api(lived, "search", q="storage+migration", date=before)["hits"] == []
     assert api(lived, "search", q="storage+migration", date=before, scope="all")["hits"]

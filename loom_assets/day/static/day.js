@@ -182,9 +182,13 @@ async function load() {
     const data = Promise.all([getJSON("api/timeline"), getJSON("api/map"), getJSON("api/plots")]);
     await libraries;
     const [day, track, summary] = await data;
+    performance.mark("data");
     drawTimeline(day);
+    performance.mark("timeline");
     drawMap(track);
+    performance.mark("map");
     drawPlots(summary);
+    performance.mark("plots");
     $("status").textContent = day.items.length ? "" : "Nothing recorded on this day (yet).";
   } catch (error) {
     $("status").textContent = error.message;
