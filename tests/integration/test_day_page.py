@@ -74,6 +74,23 @@ def at(item: dict, key: str = "start") -> datetime:
     return datetime.fromisoformat(item[key])
 
 
+def test_every_record_of_the_afternoon_became_rows_without_errors(lived):
+    import psycopg
+
+    with psycopg.connect(lived["database_url"]) as conn:
+        def count(statement: str) -> int:
+            return conn.execute(statement).fetchone()[0]
+
+        assert count("SELECT count(*) FROM processing_errors") == 0
+        # Every screenshot read, every photo looked at; the coffee shop's reading among the texts.
+        assert count("SELECT count(*) FROM screenshot_ocr_raw") >= 30
+        assert count("SELECT count(*) FROM screenshot_ocr_text") == count("SELECT count(*) FROM screenshot_ocr_raw")
+        assert count("SELECT count(*) FROM screenshot_ocr_text WHERE text ILIKE '%index%'") > 0
+        assert count("SELECT count(*) FROM camera_vision_raw") >= 1
+        assert count("SELECT count(*) FROM camera_vision_preprocessed") == count("SELECT count(*) FROM camera_vision_raw")
+        assert count("SELECT count(*) FROM camera_vision_objects") >= 1
+
+
 def test_each_lane_holds_what_the_demo_person_lived(lived):
     timeline = api(lived, "timeline")
     coffee, drive = lived["coffee"], lived["drive"]

@@ -7,8 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from confluent_kafka import Producer
+from dagster import DagsterInstance
 
 from loom_assets import demo
+from loom_assets.definitions import flow_named
+from loom_assets.processing import process_backlog
 from tests.integration.test_spine import invoke, table
 
 pytestmark = pytest.mark.integration
@@ -32,7 +35,8 @@ def test_a_demo_afternoon_gives_the_activities_and_visits_lived(loom_env):
     messages = demo.demo_messages(start, minutes, devices=1, topics=TOPICS, plan_date=PLAN_DATE)
     sent = demo.replay(producer, messages, speed=None, event_timestamps=True, progress=False)
     assert sent > 100_000
-    invoke("process", "--through-now", "--max-rounds", "40")
+    # As `loom dev`'s first start processes its catch-up: ranged runs of the windows.
+    assert process_backlog(DagsterInstance.get(), [flow_named("location"), flow_named("motion")], datetime.now(UTC))
 
     url = loom_env["database_url"]
     plan = demo.DayPlan(0, 0, start, start + timedelta(minutes=minutes), PLAN_DATE)

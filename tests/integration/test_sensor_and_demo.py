@@ -1,6 +1,6 @@
 """The window sensor as the daemon runs it, and the demo producer through the whole platform."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from dagster import DagsterInstance, RunRequest, build_sensor_context
@@ -55,28 +55,3 @@ def test_demo_events_land_in_every_table_without_errors(loom_env):
                  "power_state_patterns", "network_events_raw", "network_events_enriched",
                  "network_events_location_correlated", "location_raw"):
         assert len(table(url, name, order="1")) > 0, name
-
-
-def test_demo_screenshots_and_photos_land_and_are_read(loom_env):
-    """The demo's media (only while its people are up, so a fixed daytime hour of yesterday)."""
-    from confluent_kafka import Producer
-
-    from loom_assets import demo
-
-    day = (datetime.now(UTC) - timedelta(days=1)).astimezone(demo.LOCAL_TZ).date()
-    # work and the coffee shop: a few photos whatever the day's plan and draws
-    start = datetime(day.year, day.month, day.day, 12, tzinfo=demo.LOCAL_TZ).astimezone(UTC)
-    producer = Producer({"bootstrap.servers": loom_env["bootstrap"], "message.max.bytes": 16 * 1024 * 1024})
-    messages = list(demo.demo_messages(start, 180, devices=2, topics=[demo.SCREENSHOT_TOPIC, demo.CAMERA_TOPIC]))
-    assert demo.replay(producer, messages, speed=None, event_timestamps=True, progress=False) == len(messages)
-    invoke("process", "--through-now", "--flow", "screenshot_ocr")
-    invoke("process", "--through-now", "--flow", "camera_vision")
-    url = loom_env["database_url"]
-    assert len(table(url, "processing_errors", order="source_offset")) == 0
-    texts = table(url, "screenshot_ocr_text", order="recorded_at")
-    shots = sum(m.topic == demo.SCREENSHOT_TOPIC for m in messages)
-    assert shots >= 30 and len(texts) == shots
-    assert texts["text"].str.contains("index", case=False).any()  # the coffee shop's reading
-    photos = table(url, "camera_vision_preprocessed", order="recorded_at")
-    assert len(photos) == sum(m.topic == demo.CAMERA_TOPIC for m in messages) >= 1
-    assert len(table(url, "camera_vision_objects", order="recorded_at")) >= 1
