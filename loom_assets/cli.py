@@ -346,16 +346,20 @@ def reprocess(flow_name: str, since: str, submit: bool, stages: tuple[str, ...])
 @click.option("--speed", type=float, default=None, help="Event-time seconds per wall second (default: as fast as possible).")
 @click.option("--devices", default=2, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def replay(demo: bool, minutes: float, speed: float | None, devices: int, seed: int) -> None:
+@click.option("--event-time", is_flag=True,
+              help="Stamp each message with its event time, as a device would have sent it then (paced replays do).")
+@needs("kafka")
+def replay(demo: bool, minutes: float, speed: float | None, devices: int, seed: int, event_time: bool) -> None:
     """Produce realistic device events for every raw topic, in the real wire formats."""
     from loom_assets import demo as demo_events
 
     kafka = _defs().resources()["kafka"]
     kafka.create_topics(topic_specs())
-    # Paced: events from now on, in real time. Unpaced: the last N minutes, all at once.
+    # Paced: events from now on, in real time. Unpaced: the last N minutes, all at once, stamped
+    # now (one window per flow) or, with --event-time, at their own times (the windows they lived in).
     start = datetime.now(UTC) if speed else datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes)
     messages = demo_events.demo_messages(start, minutes, devices=devices, seed=seed)
-    count = demo_events.replay(kafka.producer(), messages, speed)
+    count = demo_events.replay(kafka.producer(), messages, speed, event_timestamps=True if event_time else None)
     click.echo(f"produced {count} messages")
 
 

@@ -164,8 +164,9 @@ COMMANDS: dict[str, object] = {
     "make dev": MakeTarget("dev", runs="loom dev"),
     "make test": MakeTarget("test", runs="pytest"),
     "loom dev": LoomDev("loom dev --port {PORT}"),
-    "loom replay --demo [--minutes N] [--speed X]": Run((
-        "loom replay --demo --minutes 1", "loom replay --demo --minutes 0.2 --speed 600"), expect="produced"),
+    "loom replay --demo [--minutes N] [--speed X] [--event-time]": Run((
+        "loom replay --demo --minutes 1", "loom replay --demo --minutes 0.2 --speed 600",
+        "loom replay --demo --minutes 1 --event-time"), expect="produced"),
     PROCESS: Run((app_events, "loom process --flow {F}", "loom process --flow {F} --through-now", landed)),
     "loom status [--json]": Run((app_events, "loom status", "loom status --json"), expect='"flow": "app_lifecycle"'),
     REPROCESS: Run((app_window, "loom reprocess --flow {F} --since {D}", "loom reprocess --flow {F} --since {D} --submit",

@@ -1,6 +1,6 @@
 """The window sensor as the daemon runs it, and the demo producer through the whole platform."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from dagster import DagsterInstance, RunRequest, build_sensor_context
@@ -55,3 +55,34 @@ def test_demo_events_land_in_every_table_without_errors(loom_env):
                  "power_state_patterns", "network_events_raw", "network_events_enriched",
                  "network_events_location_correlated", "location_raw"):
         assert len(table(url, name, order="1")) > 0, name
+
+
+def test_an_unpaced_replay_is_stamped_now_or_with_event_time_when_asked(loom_env):
+    """`loom replay --event-time` sends the last N minutes as they were lived (each message in the
+    window of its own time); without it they are stamped at sending."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    def timestamps(since: dict[int, int]) -> tuple[list[datetime], dict[int, int]]:
+        """The GPS topic's message timestamps from `since` (partition -> offset) until it is quiet,
+        and the offsets after them."""
+        consumer = Consumer({"bootstrap.servers": loom_env["bootstrap"], "group.id": "replay-stamps",
+                             "enable.auto.commit": False})
+        stamps, after = [], dict(since)
+        try:
+            consumer.assign([TopicPartition("device.sensor.gps.raw", p, since.get(p, 0)) for p in range(3)])
+            while batch := consumer.consume(500, timeout=5):
+                for message in batch:
+                    stamps.append(datetime.fromtimestamp(message.timestamp()[1] / 1000, UTC))
+                    after[message.partition()] = message.offset() + 1
+        finally:
+            consumer.close()
+        return stamps, after
+
+    before = datetime.now(UTC)
+    invoke("replay", "--demo", "--minutes", "30", "--devices", "1", "--event-time")
+    lived, highs = timestamps({})
+    assert len(lived) >= 50  # a fix every 30 s
+    assert max(lived) - min(lived) >= timedelta(minutes=29) and min(lived) >= before - timedelta(minutes=31)
+    invoke("replay", "--demo", "--minutes", "30", "--devices", "1")
+    sent, _ = timestamps(highs)
+    assert len(sent) == len(lived) and max(sent) - min(sent) < timedelta(minutes=1)
