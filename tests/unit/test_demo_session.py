@@ -60,44 +60,34 @@ def test_live_takes_over_at_the_instant_the_catch_up_ended_without_gap_or_duplic
     assert midnights == [start.catch_up_from, start.catch_up_from + timedelta(days=1)]
 
 
+class RecordingProducer:
+    """Stands in for confluent-kafka's producer: keeps each message's timestamp, delivers all."""
+
+    def __init__(self):
+        self.produced = []
+
+    def produce(self, topic, **kwargs):
+        self.produced.append(kwargs["timestamp"])
+
+    def poll(self, timeout=0):
+        return 0
+
+    def flush(self, timeout=None):
+        return 0
+
+
 def test_a_live_replay_sends_what_is_due_at_once_stamped_with_event_time():
-    class Producer:
-        def __init__(self):
-            self.produced = []
-
-        def produce(self, topic, **kwargs):
-            self.produced.append(kwargs["timestamp"])
-
-        def poll(self, timeout=0):
-            return 0
-
-        def flush(self, timeout=None):
-            return 0
-
     past = datetime.now(UTC) - timedelta(minutes=3)
     messages = list(demo.demo_messages(past, 2, devices=2, topics=[demo.GPS_TOPIC, demo.STATE_POWER_TOPIC]))
-    producer = Producer()
+    producer = RecordingProducer()
     assert demo.replay(producer, messages, speed=1.0, progress=False, wall_clock=True) == len(messages)
     assert producer.produced == [int(m.timestamp.timestamp() * 1000) for m in messages]
 
 
 def test_the_catch_up_is_produced_at_once_stamped_with_event_time_and_ends_before_live_begins():
-    class Producer:
-        def __init__(self):
-            self.produced = []
-
-        def produce(self, topic, **kwargs):
-            self.produced.append(kwargs["timestamp"])
-
-        def poll(self, timeout=0):
-            return 0
-
-        def flush(self, timeout=None):
-            return 0
-
     live_from = datetime(2024, 6, 27, 17, 0, 0, 123000, tzinfo=UTC)
     start = session.DemoStart(live_from - timedelta(minutes=3), live_from)
-    producer, lines = Producer(), []
+    producer, lines = RecordingProducer(), []
     sent = session.produce_catch_up(producer, start, echo=lines.append)
     expected = list(demo.demo_messages(start.catch_up_from, 3, devices=session.DEVICES, seed=session.SEED))
     assert sent == len(producer.produced) == len(expected) > 100
