@@ -73,10 +73,13 @@ def create_app(database_url: str, *, dagster_url: str = "http://localhost:3000",
         return psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S,
                                options="-c default_transaction_read_only=on")
 
-    def api(answer: Callable[[psycopg.Connection, Day, str, Request], object]):
+    def api(answer: Callable[[psycopg.Connection | None, Day, str, Request], object], database: bool = True):
+        """An endpoint answering for the day asked; `database`: with a read-only connection."""
         def endpoint(request: Request) -> Response:
             try:
                 day, tz = day_of(request, dagster_url)
+                if not database:
+                    return JSON(answer(None, day, tz, request))
                 with connect() as conn:
                     return JSON(answer(conn, day, tz, request))
             except BadRequest as error:
@@ -129,7 +132,7 @@ def create_app(database_url: str, *, dagster_url: str = "http://localhost:3000",
         Route("/api/timeline", api(lambda conn, day, tz, request: lanes.timeline(conn, day))),
         Route("/api/map", api(lambda conn, day, tz, request: summary.track(conn, day))),
         Route("/api/plots", api(lambda conn, day, tz, request: summary.plots(conn, day, tz))),
-        Route("/api/search", api(search)),
+        Route("/api/search", api(search, database=False)),  # hybrid_search opens its own
         Route("/thumb/screenshot/{partition:int}/{offset:int}", thumbnail(
             lambda conn, r: media.screenshot_thumbnail(conn, r.path_params["partition"], r.path_params["offset"]))),
         Route("/thumb/photo/{device}/{at}", thumbnail(
