@@ -4,8 +4,11 @@ Each import says why Loom needs it. Everything else comes from Dagster's public 
 once private, is public as `dagster.BetaWarning`).
 """
 
+from loom_assets.lazy import LazyModule
+
 # Queueing a single-run backfill from `loom reprocess`: Dagster has no public API to submit one.
-from dagster._core.execution.backfill import PartitionBackfill
+# Its module brings Dagster's backfill daemon along, so it is imported when a backfill is queued.
+backfills = LazyModule("dagster._core.execution.backfill")
 
 # The IO manager framework Loom's IO manager is built on (as dagster-duckdb's is).
 from dagster._core.storage.db_io_manager import (
@@ -30,7 +33,7 @@ __all__ = [
     "DbClient",
     "DbIOManager",
     "DbTypeHandler",
-    "PartitionBackfill",
+    "backfills",
     "TableSlice",
     "make_new_backfill_id",
 ]

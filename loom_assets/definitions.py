@@ -27,7 +27,7 @@ from loom_assets.resources.kafka import KafkaResource
 from loom_assets.resources.models import Models
 from loom_assets.resources.warehouse import Warehouse
 from loom_assets.run_logs import console_logger
-from loom_assets.sensors.kafka_windows import window_sensor
+from loom_assets.sensors.kafka_windows import windows_sensor
 from loom_assets.sensors.late_inputs import rerun_when_landed
 from loom_assets.sensors.reprocessing import reprocess_schedule
 
@@ -83,7 +83,7 @@ defs = Definitions(
     assets=[a for flow in FLOWS for a in flow.assets],
     jobs=[*(flow.job for flow in FLOWS), *(flow.fetcher[0] for flow in FLOWS if flow.fetcher), housekeeping_job],
     sensors=[
-        *(window_sensor(flow) for flow in FLOWS),
+        windows_sensor(FLOWS),
         # A stage reading another flow by event time runs again when that flow's window of its
         # time lands after it read (motion's 5-minute windows run before the GPS of their time).
         *(rerun_when_landed(flow_named(read.asset.path[0]), flow, stage)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from loom_assets.dagster_compat import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
-    PartitionBackfill,
+    backfills,
     make_new_backfill_id,
 )
 from loom_assets.flows.base import Flow
@@ -235,7 +235,7 @@ def reprocess_flow(instance: DagsterInstance, flow: Flow, since: datetime, submi
 
 def submit_backfill(instance: DagsterInstance, defs, chunk: StaleChunk) -> str:
     """Queue `chunk` as a Dagster backfill (single-run: one run for its range of windows)."""
-    backfill = PartitionBackfill.from_asset_partitions(
+    backfill = backfills.PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
         asset_graph=defs.resolve_asset_graph(),
         partition_names=list(chunk.windows),

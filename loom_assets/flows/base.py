@@ -26,12 +26,12 @@ from dagster import (
     BetaWarning,
     ConfigurableResource,
     Failure,
-    JobDefinition,
-    ScheduleDefinition,
     HookContext,
+    JobDefinition,
     MetadataValue,
     Output,
     RetryPolicy,
+    ScheduleDefinition,
     TimeWindowPartitionMapping,
     asset,
     define_asset_job,
@@ -105,7 +105,7 @@ class EventTime:
 
 @dataclass
 class Flow:
-    """A flow: raw Kafka topics landing in `<name>_raw`, then stage assets, one job, one sensor."""
+    """A flow: raw Kafka topics landing in `<name>_raw`, then stage assets, one job."""
 
     name: str
     topics: tuple[str, ...]

@@ -39,8 +39,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+
+from loom_assets.lazy import LazyModule
+
+cv2 = LazyModule("cv2")
 
 log = logging.getLogger(__name__)
 

@@ -146,6 +146,13 @@ class Warehouse(ConfigurableResource):
             window.ranges.append(OffsetRange(topic, partition, first, last))
         return list(windows.values())
 
+    def flows_with_unlanded_windows(self, since: datetime) -> set[str]:
+        """The flows with a window from `since` on whose records have neither landed nor been lost."""
+        with self.connect() as conn:
+            return {flow for (flow,) in conn.execute(
+                "SELECT DISTINCT flow FROM loom_offset_log WHERE window_start >= %s"
+                " AND landed_at IS NULL AND lost_at IS NULL AND end_offset > start_offset", (since,))}
+
     def mark_requested(self, flow: str, starts: Sequence[datetime], at: datetime) -> None:
         with self.connect() as conn:
             conn.execute(

@@ -1,1 +1,1 @@
-"""When work starts: one window sensor per flow, and reprocessing."""
+"""When work starts: the window sensor, late inputs and reprocessing."""

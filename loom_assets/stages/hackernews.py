@@ -23,8 +23,11 @@ from urllib.parse import urlsplit
 
 import lxml.html
 import pandas as pd
-import trafilatura
 from lxml.etree import ParserError
+
+from loom_assets.lazy import LazyModule
+
+trafilatura = LazyModule("trafilatura")
 
 HN_ITEM_URL = "https://news.ycombinator.com/item?id={}"
 

@@ -141,7 +141,8 @@ def test_the_definitions_match_their_snapshot():
                           "tags": {k: v for k, v in sorted(job.tags.items()) if not k.startswith("dagster/")}}
     schedules = {s.name: {"cron": s.cron_schedule, "job": s.job_name}
                  for s in sorted(defs.schedules, key=lambda s: s.name)}
-    sensors = {s.name: {"job": s.job_name, "minimum_interval_seconds": s.minimum_interval_seconds}
+    sensors = {s.name: {"jobs": sorted(t.job_name for t in s.targets),
+                        "minimum_interval_seconds": s.minimum_interval_seconds}
                for s in sorted(defs.sensors, key=lambda s: s.name)}
     snapshot = {"assets": assets, "jobs": jobs, "schedules": schedules, "sensors": sensors}
     expected_path = Path(__file__).with_name("definitions_snapshot.json")

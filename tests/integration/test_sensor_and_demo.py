@@ -15,7 +15,7 @@ def test_the_sensor_plans_before_requesting_and_asks_again_only_if_the_window_ha
     from loom_assets.sensors import kafka_windows
 
     flow = definitions.flow_named("app_lifecycle")
-    sensor = next(s for s in definitions.defs.sensors if s.name == "app_lifecycle_windows")
+    sensor = next(s for s in definitions.defs.sensors if s.name == "windows")
     produce(loom_env["bootstrap"], [("os.events.app_lifecycle.raw", flat(datetime.now(UTC), app_identifier="a",
                                                                          event_type="launch"))])
     # Evaluate as if the window in progress had just closed.
@@ -26,7 +26,7 @@ def test_the_sensor_plans_before_requesting_and_asks_again_only_if_the_window_ha
         with build_sensor_context(instance=DagsterInstance.get(), definitions=definitions.defs,
                                   resources=definitions.resources()) as context:
             result = sensor.evaluate_tick(context)
-            return result.run_requests, result.cursor
+            return [r for r in result.run_requests if r.job_name == flow.job.name], result.cursor
 
     requests, cursor = evaluate()
     assert len(requests) == 1 and isinstance(requests[0], RunRequest)

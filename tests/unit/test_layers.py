@@ -80,3 +80,25 @@ def test_no_module_passes_500_lines():
         if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert {path: count for path, count in too_long.items() if path not in BEING_SPLIT} == {}
+
+
+# Libraries only some stages use: every run, sensor evaluation and `loom` command imports the
+# definitions, so these wait until a stage uses them (loom_assets/lazy.py).
+HEAVY_LIBRARIES = ["scipy", "cv2", "torch", "trafilatura", "mediapipe", "onnxruntime", "faster_whisper",
+                   "ctranslate2", "sentence_transformers", "sklearn", "nemo", "dagster._core.execution.backfill"]
+
+
+def test_importing_the_definitions_imports_no_heavy_library():
+    code = ("import sys, loom_assets.definitions; "
+            f"print(','.join(m for m in {HEAVY_LIBRARIES!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "", f"importing the definitions imports {result.stdout.strip()}"
+
+
+def test_a_lazy_module_is_imported_on_first_use():
+    code = ("import sys; from loom_assets.lazy import LazyModule; colorsys = LazyModule('colorsys'); "
+            "before = 'colorsys' in sys.modules; hls = colorsys.rgb_to_hls(1, 0, 0); "
+            "print(before, 'colorsys' in sys.modules, hls)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.split(" ", 2)[:2] == ["False", "True"]
+    assert result.stdout.split(" ", 2)[2].strip() == "(0.0, 0.5, 1.0)"

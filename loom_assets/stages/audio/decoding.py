@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import signal
 
 from loom_assets.stages.audio.rules import RULES, VadRules
 
@@ -202,6 +201,9 @@ def _int_or_none(value: Any) -> int | None:
 def _resampled(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     if rate == target:
         return samples
+    # scipy.signal takes seconds to import: only a chunk that needs resampling pays for it.
+    from scipy import signal
+
     g = math.gcd(rate, target)
     return signal.resample_poly(samples, target // g, rate // g)
 

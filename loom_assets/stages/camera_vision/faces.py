@@ -6,11 +6,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages.camera_vision.protocols import FaceDetectorModel
 from loom_assets.stages.camera_vision.rules import VisionRules
+
+cv2 = LazyModule("cv2")
 
 
 # -- faces, gaze, pose ----------------------------------------------------------------------------

@@ -6,12 +6,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages.camera_vision.preprocess import default_intrinsics
 from loom_assets.stages.camera_vision.protocols import FaceMeshModel
 from loom_assets.stages.camera_vision.rules import VisionRules
+
+cv2 = LazyModule("cv2")
 
 # Face mesh indices (mediapipe 478-point topology). "right"/"left" are the subject's: the right
 # eye is on the image's left for a face looking at the camera.

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import cv2
 import numpy as np
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages.camera_vision.rules import VisionRules
+
+cv2 = LazyModule("cv2")
 
 
 # -- object hashes --------------------------------------------------------------------------------

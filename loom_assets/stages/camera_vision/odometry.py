@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages.camera_vision.preprocess import resized
 from loom_assets.stages.camera_vision.rules import VisionRules
+
+cv2 = LazyModule("cv2")
 
 
 # -- visual odometry ------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages.camera_vision.rules import VisionRules
 from loom_assets.stages.images import decode_image
+
+cv2 = LazyModule("cv2")
 
 
 # -- decoding -------------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages.camera_vision.faces import blur_faces, faces
 from loom_assets.stages.camera_vision.gaze import gaze
 from loom_assets.stages.camera_vision.objects import (
@@ -46,6 +46,8 @@ from loom_assets.stages.camera_vision.rows import (
 from loom_assets.stages.camera_vision.rules import VisionRules
 from loom_assets.stages.frames import typed_frame, utc, with_columns
 from loom_assets.stages.images import DecodedImage, ImageDecodeError, decode_image
+
+cv2 = LazyModule("cv2")
 
 
 # -- stage plumbing -------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from loom_assets.stages.motion.rules import MotionRules
 
@@ -24,6 +23,9 @@ def count_steps(magnitude_50hz: np.ndarray, rules: MotionRules) -> np.ndarray:
 
 def _step_filtered(magnitude: np.ndarray, rules: MotionRules) -> np.ndarray:
     """Rows band-passed for steps (zero phase, odd extension at the ends)."""
+    # scipy.signal takes seconds to import: only the runs that count steps pay for it.
+    from scipy import signal
+
     sos = signal.butter(rules.step_filter_order, rules.step_band_hz, btype="bandpass",
                         fs=rules.resample_hz, output="sos")
     centred = magnitude - magnitude.mean(axis=1, keepdims=True)
@@ -32,6 +34,8 @@ def _step_filtered(magnitude: np.ndarray, rules: MotionRules) -> np.ndarray:
 
 
 def _step_peaks(filtered: np.ndarray, rules: MotionRules) -> np.ndarray:
+    from scipy import signal
+
     peaks, _ = signal.find_peaks(filtered, height=rules.step_peak_height,
                                  distance=max(1.0, rules.step_min_interval_seconds * rules.resample_hz))
     return peaks.astype(np.int64)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages.screenshot_ocr.rules import OcrRules
+
+cv2 = LazyModule("cv2")
 
 # -- near duplicates ------------------------------------------------------------------------------
 _MASK64 = (1 << 64) - 1

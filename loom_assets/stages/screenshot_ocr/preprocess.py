@@ -6,13 +6,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pytesseract
 from pytesseract import Output
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages import images
 from loom_assets.stages.screenshot_ocr.rules import OcrRules
+
+cv2 = LazyModule("cv2")
 
 
 # -- decoding -------------------------------------------------------------------------------------
@@ -111,7 +113,8 @@ def _osd_rotation(gray: np.ndarray, rules: OcrRules) -> int:
     return int(osd.get("rotate", 0)) % 360
 
 
-_ROT90 = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+# OpenCV's names, looked up when a page is turned (OpenCV is imported only then).
+_ROT90 = {90: "ROTATE_90_CLOCKWISE", 180: "ROTATE_180", 270: "ROTATE_90_COUNTERCLOCKWISE"}
 
 
 def _unrotate_box(box: Sequence[float], degrees: int, size: tuple[float, float]) -> tuple[float, ...]:
@@ -155,7 +158,7 @@ def preprocess(image: np.ndarray, rules: OcrRules = OcrRules()) -> Preprocessed:
     page = _resized(gray, scale)
     degrees = _osd_rotation(page, rules) if rules.detect_orientation else 0
     if degrees:
-        page = cv2.rotate(page, _ROT90[degrees])
+        page = cv2.rotate(page, getattr(cv2, _ROT90[degrees]))
     inverted = bool(np.median(page) < rules.dark_background_level)
     if inverted:
         page = 255 - page

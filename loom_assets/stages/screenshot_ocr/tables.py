@@ -8,11 +8,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytesseract
 
+from loom_assets.lazy import LazyModule
 from loom_assets.stages.frames import typed_frame, utc, with_columns
 from loom_assets.stages.images import ImageDecodeError
 from loom_assets.stages.screenshot_ocr.blocks import text_blocks
@@ -32,6 +32,8 @@ from loom_assets.stages.screenshot_ocr.rows import (
     RAW_COLUMNS,
 )
 from loom_assets.stages.screenshot_ocr.rules import OcrRules
+
+cv2 = LazyModule("cv2")
 
 
 # -- the stage --------------------------------------------------------------------------------------
