@@ -104,6 +104,7 @@ def measure(root: psutil.Process, home: str, seconds: float) -> dict[str, float]
     last: dict[int, float] = {}
     kinds: dict[int, str] = {}
     end = time.monotonic() + seconds
+    initial = True
     while True:
         for process in tree(root, home):
             used = cpu_seconds(process)
@@ -111,9 +112,10 @@ def measure(root: psutil.Process, home: str, seconds: float) -> dict[str, float]
                 continue
             if process.pid not in first:
                 # A process already running counts from now; one started since, from zero.
-                first[process.pid] = used if not last else 0.0
+                first[process.pid] = used if initial else 0.0
                 kinds[process.pid] = kind_of(process)
             last[process.pid] = used
+        initial = False
         if time.monotonic() >= end:
             break
         time.sleep(1)

@@ -37,6 +37,13 @@ def test_the_sensor_plans_before_requesting_and_asks_again_only_if_the_window_ha
             "SELECT sum(end_offset - start_offset) FROM loom_offset_log WHERE flow = 'app_lifecycle'"
         ).fetchone()[0]
     assert planned == 1
+    # Planned through its last closed window, the flow needs the broker again only once the next
+    # window has closed (plus grace): a tick in between costs it one indexed query.
+    warehouse = definitions.resources()["warehouse"]
+    assert kafka_windows.due_flows(warehouse, [flow], later) == []
+    next_close = warehouse.last_planned_end(flow.name) + flow.window + kafka_windows.settings().window_grace
+    assert kafka_windows.due_flows(warehouse, [flow], next_close - timedelta(seconds=1)) == []
+    assert kafka_windows.due_flows(warehouse, [flow], next_close) == [flow]
     # Asked for once; again only if it has not landed by the retry delay, under a new run key.
     assert evaluate()[0] == []
     retry_at = later + kafka_windows.retry_delay(1)
