@@ -180,7 +180,8 @@ def run_requests(flow: Flow, kafka: KafkaResource, warehouse: Warehouse, now: da
         if attempt > FAILING_AFTER_REQUESTS:
             tags["loom/failing"] = "true"
             warn(f"{flow.name} {key}: asked for again (attempt {attempt}); its earlier runs did not finish it")
-        requests.append(RunRequest(job_name=flow.job.name, partition_key=key, run_key=f"{key}:{run_key}:{attempt}", tags=tags, **request))
+        requests.append(RunRequest(job_name=flow.job.name, partition_key=key, run_key=f"{key}:{run_key}:{attempt}",
+                                   tags=tags, **request))
         asked.append(start)
 
     for window in unlanded:
@@ -237,17 +238,30 @@ def windows_sensor(flows: Sequence[Flow]):
         now = datetime.now(UTC)
         swept_at = float(context.cursor) if context.cursor else None
         sweep = swept_at is None or not 0 <= now.timestamp() - swept_at < SWEEP_EVERY.total_seconds()
-        planned = sum(len(plan_closed_windows(flow, kafka, warehouse, now, warn=context.log.warning))
-                      for flow in due_flows(warehouse, flows, now))
+        planned, requests, failed = 0, [], []
+        # One flow's failure (its planning refused, say) must not hold the other flows back: it is
+        # logged as an error and the others' runs are still asked for; a tick that has nothing
+        # else to ask for fails with it.
+        for flow in due_flows(warehouse, flows, now):
+            try:
+                planned += len(plan_closed_windows(flow, kafka, warehouse, now, warn=context.log.warning))
+            except Exception as error:
+                context.log.exception(f"{flow.name}: planning failed; the next tick tries again")
+                failed.append(error)
         unlanded = warehouse.flows_with_unlanded_windows(since=now - settings().retention)
-        requests = [
-            request
-            for flow in flows if sweep or flow.name in unlanded
-            for request in run_requests(flow, kafka, warehouse, now,
-                                        lambda flow=flow: windows_in_flight(context.instance, flow),
-                                        warn=context.log.warning)
-        ]
-        if sweep:
+        for flow in flows:
+            if not (sweep or flow.name in unlanded):
+                continue
+            try:
+                requests += run_requests(flow, kafka, warehouse, now,
+                                         lambda flow=flow: windows_in_flight(context.instance, flow),
+                                         warn=context.log.warning)
+            except Exception as error:
+                context.log.exception(f"{flow.name}: asking for its windows failed; the next tick tries again")
+                failed.append(error)
+        if failed and not requests:
+            raise failed[0]
+        if sweep and not failed:
             context.update_cursor(f"{now.timestamp():.3f}")
         if not requests:
             return SkipReason(f"nothing to land ({planned} windows planned)")

@@ -53,6 +53,36 @@ def test_the_sensor_plans_before_requesting_and_asks_again_only_if_the_window_ha
     assert again.tags["loom/attempt"] == "2"
 
 
+def test_a_flow_whose_planning_fails_holds_no_other_flow_back(loom_env, monkeypatch):
+    from loom_assets import definitions
+    from loom_assets.sensors import kafka_windows
+
+    app_lifecycle = definitions.flow_named("app_lifecycle")
+    sensor = next(s for s in definitions.defs.sensors if s.name == "windows")
+    produce(loom_env["bootstrap"], [("os.events.app_lifecycle.raw", flat(datetime.now(UTC), app_identifier="a",
+                                                                         event_type="launch"))])
+    later = datetime.now(UTC) + app_lifecycle.window
+    monkeypatch.setattr(kafka_windows, "datetime", type("Clock", (), {"now": staticmethod(lambda tz=None: later)}))
+    plan = kafka_windows.plan_closed_windows
+
+    def refused_for_power_state(flow, *args, **kwargs):
+        if flow.name == "power_state":
+            raise RuntimeError("power_state's plan was refused")
+        return plan(flow, *args, **kwargs)
+
+    monkeypatch.setattr(kafka_windows, "plan_closed_windows", refused_for_power_state)
+
+    def evaluate():
+        with build_sensor_context(instance=DagsterInstance.get(), definitions=definitions.defs,
+                                  resources=definitions.resources()) as context:
+            return sensor.evaluate_tick(context).run_requests
+
+    assert [r.job_name for r in evaluate()] == ["app_lifecycle_job"]
+    # Nothing else to ask for: the tick fails with the error, for all to see.
+    with pytest.raises(Exception, match="power_state's plan was refused"):
+        evaluate()
+
+
 def test_demo_events_land_in_every_table_without_errors(loom_env):
     invoke("replay", "--demo", "--minutes", "20", "--devices", "2")
     invoke("process", "--through-now")
